@@ -1,0 +1,16 @@
+"""keras-rbdn: the Recursively Branched Deconvolutional Network for Keras 3.
+
+RBDN (Santhanam, Morariu & Davis, "Generalized Deep Image to Image
+Regression", CVPR 2017) for image denoising, face relighting and
+colorization, on the TensorFlow, JAX and PyTorch backends.
+"""
+
+from keras_rbdn import layers
+from keras_rbdn.models import PAPER_ALIASES
+from keras_rbdn.models import RBDN
+from keras_rbdn.models import TASKS
+from keras_rbdn.models import TaskSpec
+from keras_rbdn.models import build
+from keras_rbdn.models import get_task
+
+__version__ = "0.1.0"

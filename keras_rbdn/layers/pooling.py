@@ -1,0 +1,175 @@
+"""Max pooling that remembers its switches, and the unpooling that uses them."""
+
+import keras
+from keras import ops
+
+_WINDOW = 2  # RBDN pools with 2x2 windows and stride 2 everywhere.
+
+
+def _pooled_size(size):
+    """Caffe's ceil-mode output length for a 2x2 / stride-2 pool."""
+    if size is None:
+        return None
+    return (size + _WINDOW - 1) // _WINDOW
+
+
+def _window_corners(x):
+    """The four 2x2-window members of `x`, each at the pooled resolution.
+
+    `x` is padded with -inf by one row and column and then sliced to an even
+    size, which gives Caffe's ceil mode for odd heights and widths. Returns
+    the members in row-major order: top-left, top-right, bottom-left,
+    bottom-right.
+    """
+    height, width = ops.shape(x)[1], ops.shape(x)[2]
+    pooled_height = (height + 1) // 2
+    pooled_width = (width + 1) // 2
+    padded = ops.pad(
+        x, [[0, 0], [0, 1], [0, 1], [0, 0]], constant_values=float("-inf")
+    )
+    padded = padded[:, : 2 * pooled_height, : 2 * pooled_width, :]
+    return (
+        padded[:, 0::2, 0::2, :],
+        padded[:, 0::2, 1::2, :],
+        padded[:, 1::2, 0::2, :],
+        padded[:, 1::2, 1::2, :],
+    )
+
+
+def _upsample_nearest(x, height, width):
+    """Repeats every pixel into a 2x2 block, cropped to `height` x `width`."""
+    x = ops.repeat(ops.repeat(x, _WINDOW, axis=1), _WINDOW, axis=2)
+    return x[:, :height, :width, :]
+
+
+def _window_position(height, width):
+    """(height, width) map of each pixel's row-major index in its window."""
+    rows = ops.mod(ops.arange(height, dtype="int32"), _WINDOW)
+    cols = ops.mod(ops.arange(width, dtype="int32"), _WINDOW)
+    return ops.expand_dims(rows * _WINDOW, 1) + ops.expand_dims(cols, 0)
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class MaxPoolingWithArgmax2D(keras.layers.Layer):
+    """2x2 stride-2 max pooling that also returns its switches.
+
+    The switches record where each maximum came from, as in Caffe's pooling
+    layer with a second "mask" top: the unpooling layer
+    (`MaxUnpooling2D`) uses them to put values back where they were.
+    Semantics follow Caffe:
+
+    - Odd sizes pool in ceil mode: a 7 x 5 map pools to 4 x 3; the last row
+      and column windows only see the pixels that exist.
+    - Ties pick the first maximum in row-major order inside the window
+      (top-left, top-right, bottom-left, bottom-right), deterministically on
+      every backend.
+    - The gradient flows to the selected position only.
+
+    The switches are returned as a mask the size of the input, in the
+    layer's compute dtype: 1 where a pixel is the selected maximum of its
+    window and 0 elsewhere. Every window holds exactly one 1. Only
+    channels-last inputs are supported.
+
+    Args:
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        4D tensor `(batch_size, height, width, channels)`.
+
+    Output shape:
+        A list of two tensors: the pooled values,
+        `(batch_size, ceil(height / 2), ceil(width / 2), channels)`, and the
+        switches, `(batch_size, height, width, channels)`.
+
+    Example:
+
+    >>> x = keras.random.uniform((1, 7, 5, 3))
+    >>> pooled, switches = MaxPoolingWithArgmax2D()(x)
+    >>> tuple(pooled.shape), tuple(switches.shape)
+    ((1, 4, 3, 3), (1, 7, 5, 3))
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def call(self, inputs):
+        corners = _window_corners(inputs)
+        window_max = corners[0]
+        for corner in corners[1:]:
+            window_max = ops.maximum(window_max, corner)
+        # Index (0..3) of the first corner that equals the maximum. Walking
+        # the corners backwards lets earlier ones overwrite later ones.
+        switch_index = ops.full_like(window_max, 3, dtype="int32")
+        pooled = corners[3]
+        for index in (2, 1, 0):
+            is_max = ops.equal(corners[index], window_max)
+            switch_index = ops.where(is_max, index, switch_index)
+            pooled = ops.where(is_max, corners[index], pooled)
+        height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]
+        switch_index = _upsample_nearest(switch_index, height, width)
+        position = _window_position(height, width)[None, :, :, None]
+        switches = ops.cast(
+            ops.equal(switch_index, position), self.compute_dtype
+        )
+        return [pooled, switches]
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        pooled_shape = (
+            batch,
+            _pooled_size(height),
+            _pooled_size(width),
+            channels,
+        )
+        return [pooled_shape, tuple(input_shape)]
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class MaxUnpooling2D(keras.layers.Layer):
+    """Inverse of `MaxPoolingWithArgmax2D`: values back at their switches.
+
+    Each pooled value is written at the position its window's maximum came
+    from, zeros everywhere else, and the output has exactly the size of the
+    map that was pooled (odd sizes included). The gradient with respect to
+    the values is the output gradient read at the switch positions.
+
+    Args:
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        A list `[values, switches]`: `values` of shape
+        `(batch_size, ceil(height / 2), ceil(width / 2), channels)`, and the
+        `switches` mask returned by `MaxPoolingWithArgmax2D`,
+        `(batch_size, height, width, channels)`.
+
+    Output shape:
+        4D tensor `(batch_size, height, width, channels)`.
+
+    Example:
+
+    >>> x = keras.random.uniform((1, 7, 5, 3))
+    >>> pooled, switches = MaxPoolingWithArgmax2D()(x)
+    >>> tuple(MaxUnpooling2D()([pooled, switches]).shape)
+    (1, 7, 5, 3)
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.input_spec = [
+            keras.layers.InputSpec(ndim=4),
+            keras.layers.InputSpec(ndim=4),
+        ]
+
+    def call(self, inputs):
+        values, switches = inputs
+        height, width = ops.shape(switches)[1], ops.shape(switches)[2]
+        upsampled = _upsample_nearest(values, height, width)
+        return upsampled * ops.cast(switches, upsampled.dtype)
+
+    def compute_output_shape(self, input_shape):
+        values_shape, switches_shape = input_shape
+        channels = values_shape[-1]
+        if channels is None:
+            channels = switches_shape[-1]
+        return tuple(switches_shape[:-1]) + (channels,)

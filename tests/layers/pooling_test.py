@@ -1,0 +1,195 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_rbdn.layers import MaxPoolingWithArgmax2D
+from keras_rbdn.layers import MaxUnpooling2D
+from tests.testing import gradient
+
+
+def reference_pool(x):
+    """Caffe's 2x2/2 max pool in ceil mode: values and a switch mask.
+
+    Scans each window in row-major order and keeps the first strict
+    maximum, as Caffe's PoolingLayer does.
+    """
+    batch, height, width, channels = x.shape
+    rows, cols = -(-height // 2), -(-width // 2)
+    pooled = np.zeros((batch, rows, cols, channels), x.dtype)
+    mask = np.zeros_like(x)
+    for b in range(batch):
+        for c in range(channels):
+            for i in range(rows):
+                for j in range(cols):
+                    best = None
+                    for y in range(2 * i, min(2 * i + 2, height)):
+                        for z in range(2 * j, min(2 * j + 2, width)):
+                            if best is None or x[b, y, z, c] > x[best]:
+                                best = (b, y, z, c)
+                    pooled[b, i, j, c] = x[best]
+                    mask[best] = 1
+    return pooled, mask
+
+
+def reference_unpool(values, mask):
+    """Writes each pooled value at its window's switch, zeros elsewhere."""
+    out = np.zeros_like(mask)
+    height, width = mask.shape[1:3]
+    for y in range(height):
+        for z in range(width):
+            out[:, y, z, :] = values[:, y // 2, z // 2, :] * mask[:, y, z, :]
+    return out
+
+
+SHAPES = [
+    (1, 4, 4, 1),
+    (2, 7, 5, 3),
+    (3, 1, 1, 2),
+    (1, 1, 6, 1),
+    (2, 9, 2, 64),
+    (1, 33, 21, 4),
+]
+
+
+class MaxPoolingWithArgmax2DTest:
+    @pytest.mark.parametrize("shape", SHAPES)
+    def test_matches_caffe_reference(self, shape):
+        x = np.random.default_rng(1).normal(size=shape).astype("float32")
+        pooled, switches = MaxPoolingWithArgmax2D()(x)
+        expected_pooled, expected_mask = reference_pool(x)
+        np.testing.assert_array_equal(ops.convert_to_numpy(pooled), expected_pooled)
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(switches), expected_mask
+        )
+
+    @pytest.mark.parametrize("shape", [(2, 6, 6, 3), (1, 5, 7, 2)])
+    def test_ties_pick_first_in_row_major_order(self, shape):
+        # Values from {0, 1} make most windows hold ties.
+        rng = np.random.default_rng(2)
+        x = rng.integers(0, 2, size=shape).astype("float32")
+        x[0, 0:2, 0:2, 0] = 1.0  # a window of four equal maxima
+        _, switches = MaxPoolingWithArgmax2D()(x)
+        switches = ops.convert_to_numpy(switches)
+        _, expected_mask = reference_pool(x)
+        np.testing.assert_array_equal(switches, expected_mask)
+        np.testing.assert_array_equal(
+            switches[0, 0:2, 0:2, 0], [[1.0, 0.0], [0.0, 0.0]]
+        )
+
+    def test_one_switch_per_window(self):
+        x = np.zeros((1, 5, 3, 2), "float32")  # every pixel ties
+        _, switches = MaxPoolingWithArgmax2D()(x)
+        windows = ops.convert_to_numpy(
+            keras.layers.AveragePooling2D(2, padding="same")(switches)
+        )
+        # Each window sums to 1; "same" averaging divides by real pixels.
+        counts = np.array([[4, 2], [4, 2], [2, 1]], "float32")[None, :, :, None]
+        np.testing.assert_allclose(windows * counts, np.ones_like(windows))
+
+    def test_gradient_goes_to_switch_only(self):
+        rng = np.random.default_rng(3)
+        x = rng.integers(0, 3, size=(2, 7, 5, 3)).astype("float32")
+        weights = rng.normal(size=(2, 4, 3, 3)).astype("float32")
+        layer = MaxPoolingWithArgmax2D()
+        grad = gradient(lambda v: layer(v)[0] * weights, x)
+        _, mask = reference_pool(x)
+        expected = reference_unpool(weights, mask)
+        np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-6)
+
+    def test_gradient_matches_finite_differences(self):
+        rng = np.random.default_rng(4)
+        x = rng.normal(size=(1, 5, 5, 1)).astype("float64")
+        weights = rng.normal(size=(1, 3, 3, 1))
+        layer = MaxPoolingWithArgmax2D(dtype="float64")
+
+        def objective(v):
+            return float(
+                np.sum(ops.convert_to_numpy(layer(v)[0]) * weights)
+            )
+
+        numeric = np.zeros_like(x)
+        step = 1e-6
+        for index in np.ndindex(x.shape):
+            plus, minus = x.copy(), x.copy()
+            plus[index] += step
+            minus[index] -= step
+            numeric[index] = (objective(plus) - objective(minus)) / (2 * step)
+        analytic = gradient(
+            lambda v: layer(v)[0] * weights.astype("float32"), x
+        )
+        np.testing.assert_allclose(analytic, numeric, atol=1e-4)
+
+    def test_symbolic_shapes(self):
+        inputs = keras.Input((None, 7, 8))
+        pooled, switches = MaxPoolingWithArgmax2D()(inputs)
+        assert pooled.shape == (None, None, 4, 8)
+        assert switches.shape == (None, None, 7, 8)
+
+    def test_config_round_trip(self):
+        layer = MaxPoolingWithArgmax2D(name="pool", dtype="float32")
+        clone = MaxPoolingWithArgmax2D.from_config(layer.get_config())
+        assert clone.name == "pool"
+        assert keras.saving.get_registered_name(MaxPoolingWithArgmax2D) == (
+            "keras_rbdn>MaxPoolingWithArgmax2D"
+        )
+
+    def test_rejects_wrong_rank(self):
+        with pytest.raises(ValueError, match="ndim"):
+            MaxPoolingWithArgmax2D()(np.zeros((4, 4, 1), "float32"))
+
+
+class MaxUnpooling2DTest:
+    @pytest.mark.parametrize("shape", SHAPES)
+    def test_matches_reference(self, shape):
+        rng = np.random.default_rng(5)
+        x = rng.normal(size=shape).astype("float32")
+        pooled, switches = MaxPoolingWithArgmax2D()(x)
+        values = rng.normal(size=pooled.shape).astype("float32")
+        out = MaxUnpooling2D()([values, switches])
+        assert tuple(out.shape) == shape
+        _, mask = reference_pool(x)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(out), reference_unpool(values, mask)
+        )
+
+    def test_gradient_reads_switch_positions(self):
+        rng = np.random.default_rng(6)
+        x = rng.normal(size=(2, 7, 5, 2)).astype("float32")
+        pooled, switches = MaxPoolingWithArgmax2D()(x)
+        upstream = rng.normal(size=x.shape).astype("float32")
+        layer = MaxUnpooling2D()
+        grad = gradient(
+            lambda v: layer([v, switches]) * upstream,
+            ops.convert_to_numpy(pooled),
+        )
+        _, mask = reference_pool(x)
+        expected = np.zeros(pooled.shape, "float32")
+        for y, z in np.ndindex(7, 5):
+            expected[:, y // 2, z // 2, :] += (upstream * mask)[:, y, z, :]
+        np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+
+    def test_symbolic_shapes(self):
+        values = keras.Input((None, None, 8))
+        switches = keras.Input((None, None, 8))
+        assert MaxUnpooling2D()([values, switches]).shape == (
+            None,
+            None,
+            None,
+            8,
+        )
+
+
+@pytest.mark.parametrize("size", [(16, 16), (15, 9)])
+def test_pool_unpool_train_under_jit(size):
+    inputs = keras.Input((None, None, 2))
+    hidden = keras.layers.Conv2D(3, 3, padding="same")(inputs)
+    pooled, switches = MaxPoolingWithArgmax2D()(hidden)
+    pooled = keras.layers.Conv2D(3, 3, padding="same")(pooled)
+    outputs = MaxUnpooling2D()([pooled, switches])
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    x = np.random.default_rng(7).normal(size=(4, *size, 2)).astype("float32")
+    y = np.random.default_rng(8).normal(size=(4, *size, 3)).astype("float32")
+    history = model.fit(x, y, epochs=2, batch_size=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
