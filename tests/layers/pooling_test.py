@@ -92,33 +92,34 @@ class MaxPoolingWithArgmax2DTest:
         x = rng.integers(0, 3, size=(2, 7, 5, 3)).astype("float32")
         weights = rng.normal(size=(2, 4, 3, 3)).astype("float32")
         layer = MaxPoolingWithArgmax2D()
-        grad = gradient(lambda v: layer(v)[0] * weights, x)
+        grad = gradient(lambda v: ops.multiply(layer(v)[0], weights), x)
         _, mask = reference_pool(x)
         expected = reference_unpool(weights, mask)
         np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-6)
 
     def test_gradient_matches_finite_differences(self):
+        # Distinct values 0.1 apart: a step of 0.01 never changes a window's
+        # maximum, so central differences of this piecewise-linear function
+        # are exact up to float32 rounding.
         rng = np.random.default_rng(4)
-        x = rng.normal(size=(1, 5, 5, 1)).astype("float64")
-        weights = rng.normal(size=(1, 3, 3, 1))
-        layer = MaxPoolingWithArgmax2D(dtype="float64")
+        x = (rng.permutation(35).reshape(1, 7, 5, 1) * 0.1).astype("float32")
+        weights = rng.normal(size=(1, 4, 3, 1)).astype("float32")
+        layer = MaxPoolingWithArgmax2D()
 
         def objective(v):
-            return float(
-                np.sum(ops.convert_to_numpy(layer(v)[0]) * weights)
-            )
+            pooled = ops.convert_to_numpy(layer(v)[0]).astype("float64")
+            return float(np.sum(pooled * weights))
 
-        numeric = np.zeros_like(x)
-        step = 1e-6
+        numeric = np.zeros(x.shape)
+        step = 0.01
         for index in np.ndindex(x.shape):
             plus, minus = x.copy(), x.copy()
             plus[index] += step
             minus[index] -= step
             numeric[index] = (objective(plus) - objective(minus)) / (2 * step)
-        analytic = gradient(
-            lambda v: layer(v)[0] * weights.astype("float32"), x
-        )
+        analytic = gradient(lambda v: ops.multiply(layer(v)[0], weights), x)
         np.testing.assert_allclose(analytic, numeric, atol=1e-4)
+        assert np.count_nonzero(analytic) == 12  # one switch per window
 
     def test_symbolic_shapes(self):
         inputs = keras.Input((None, 7, 8))
@@ -160,7 +161,7 @@ class MaxUnpooling2DTest:
         upstream = rng.normal(size=x.shape).astype("float32")
         layer = MaxUnpooling2D()
         grad = gradient(
-            lambda v: layer([v, switches]) * upstream,
+            lambda v: ops.multiply(layer([v, switches]), upstream),
             ops.convert_to_numpy(pooled),
         )
         _, mask = reference_pool(x)

@@ -1,0 +1,171 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_rbdn.data import CANONICAL_LIGHTING
+from keras_rbdn.data import list_relight_pairs
+from keras_rbdn.data import list_relight_subjects
+from keras_rbdn.data import load_relight_arrays
+from keras_rbdn.data import load_relight_split
+from keras_rbdn.data import relight_dataset
+from keras_rbdn.data import split_relight_subjects
+
+REAL_DATA = os.path.join(
+    os.path.dirname(__file__), "..", "..", "..", "shared", "data", "relight"
+)
+LIGHTINGS = ["P00A+035E+15", "P00A-010E-20", "P00A+120E+00"]
+SUBJECTS = ["yaleB01", "yaleB02", "yaleB05", "yaleB11"]
+
+
+def write_fake_yale(root, subjects=SUBJECTS, lightings=LIGHTINGS, size=(12, 10)):
+    """A tiny database with the real naming; returns {file name: pixels}."""
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for subject in subjects:
+        folder = os.path.join(root, subject)
+        os.makedirs(folder)
+        for lighting in [CANONICAL_LIGHTING, *lightings]:
+            name = f"{subject}_{lighting}.png"
+            image = rng.integers(0, 256, size, dtype=np.uint8)
+            Image.fromarray(image).save(os.path.join(folder, name))
+            pixels[name] = image
+        # Files the loader must ignore.
+        open(os.path.join(folder, f"{subject}_P00A+000E+00.pgm.bad"), "w")
+        open(os.path.join(folder, f"{subject}_P00.info"), "w")
+    os.makedirs(os.path.join(root, "not_a_subject"))
+    open(os.path.join(root, "README.md"), "w")
+    return pixels
+
+
+@pytest.fixture
+def fake_yale(tmp_path):
+    return str(tmp_path), write_fake_yale(str(tmp_path))
+
+
+class RelightPairsTest:
+    def test_pairs_map_every_lighting_to_the_canonical_image(self, fake_yale):
+        root, _ = fake_yale
+        assert list_relight_subjects(root) == SUBJECTS
+        pairs = list_relight_pairs(root)
+        assert len(pairs) == len(SUBJECTS) * len(LIGHTINGS)
+        for subject, source, target in pairs:
+            assert os.path.basename(target) == (
+                f"{subject}_P00A+000E+00.png"
+            )
+            assert os.path.basename(source).startswith(f"{subject}_P00A")
+            assert source != target
+        with_identity = list_relight_pairs(root, include_canonical=True)
+        assert len(with_identity) == len(SUBJECTS) * (len(LIGHTINGS) + 1)
+
+    def test_arrays_hold_the_stored_pixels(self, fake_yale):
+        root, pixels = fake_yale
+        inputs, targets = load_relight_arrays(root, subjects=["yaleB02"])
+        assert inputs.shape == (3, 12, 10, 1) and inputs.dtype == "float32"
+        names = sorted(f"yaleB02_{lighting}.png" for lighting in LIGHTINGS)
+        for index, name in enumerate(names):
+            np.testing.assert_array_equal(
+                inputs[index, ..., 0], pixels[name] / np.float32(255)
+            )
+            np.testing.assert_array_equal(
+                targets[index, ..., 0],
+                pixels["yaleB02_P00A+000E+00.png"] / np.float32(255),
+            )
+
+    def test_downscaling_averages_pixel_blocks(self, fake_yale):
+        root, pixels = fake_yale
+        inputs, _ = load_relight_arrays(
+            root, subjects=["yaleB01"], image_size=(6, 5)
+        )
+        name = sorted(f"yaleB01_{lighting}.png" for lighting in LIGHTINGS)[0]
+        blocks = pixels[name].astype("float64").reshape(6, 2, 5, 2)
+        expected = blocks.mean(axis=(1, 3)) / 255
+        np.testing.assert_allclose(inputs[0, ..., 0], expected, atol=1 / 255)
+
+    def test_lightings_per_subject(self, fake_yale):
+        root, _ = fake_yale
+        inputs, _ = load_relight_arrays(root, lightings_per_subject=2)
+        assert len(inputs) == 2 * len(SUBJECTS)
+
+    def test_missing_canonical_image(self, fake_yale):
+        root, _ = fake_yale
+        os.remove(os.path.join(root, "yaleB05", "yaleB05_P00A+000E+00.png"))
+        with pytest.raises(ValueError, match="no canonical-lighting image"):
+            list_relight_pairs(root)
+
+    def test_missing_directory(self, tmp_path):
+        with pytest.raises(ValueError, match="not a directory"):
+            list_relight_subjects(str(tmp_path / "missing"))
+
+
+class RelightSplitTest:
+    def test_split_is_by_subject_and_deterministic(self):
+        subjects = [f"yaleB{i:02d}" for i in range(1, 11)]
+        train, validation = split_relight_subjects(subjects, 0.3, seed=3)
+        assert len(validation) == 3 and len(train) == 7
+        assert not set(train) & set(validation)
+        assert sorted(train + validation) == subjects
+        assert split_relight_subjects(subjects, 0.3, seed=3) == (
+            train,
+            validation,
+        )
+        assert split_relight_subjects(subjects, 3, seed=3) == (
+            train,
+            validation,
+        )
+
+    def test_explicit_validation_subjects(self):
+        train, validation = split_relight_subjects(
+            ["a", "b", "c"], ["c", "a"]
+        )
+        assert (train, validation) == (["b"], ["a", "c"])
+
+    @pytest.mark.parametrize(
+        "validation, message",
+        [(0, "at least one subject"), (4, "at least one subject"),
+         (1.5, r"in \(0, 1\)"), (["z"], "unknown"), ("a", "fraction")],
+    )
+    def test_rejects_bad_splits(self, validation, message):
+        with pytest.raises(ValueError, match=message):
+            split_relight_subjects(["a", "b", "c", "d"], validation)
+
+    def test_no_validation_face_in_training(self, fake_yale):
+        root, pixels = fake_yale
+        (x, y), (x_val, y_val) = load_relight_split(
+            root, validation_subjects=1
+        )
+        assert len(x) == 3 * len(LIGHTINGS) and len(x_val) == len(LIGHTINGS)
+        train_targets = {a.tobytes() for a in y}
+        assert len(train_targets) == 3
+        assert not {a.tobytes() for a in y_val} & train_targets
+
+    def test_dataset_batches(self, fake_yale):
+        root, _ = fake_yale
+        inputs, targets = load_relight_arrays(root)
+        dataset = relight_dataset(inputs, targets, batch_size=5, shuffle=True)
+        batches = [(np.asarray(a), np.asarray(b)) for a, b in dataset]
+        assert [len(a) for a, _ in batches] == [5, 5, 2]
+        seen = np.concatenate([a for a, _ in batches])
+        assert sorted(seen.sum(axis=(1, 2, 3))) == pytest.approx(
+            sorted(inputs.sum(axis=(1, 2, 3)))
+        )
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(REAL_DATA), reason="needs ../shared/data/relight"
+)
+class RealRelightDataTest:
+    def test_database_layout(self):
+        subjects = list_relight_subjects(REAL_DATA)
+        assert len(subjects) == 33 and "yaleB14" not in subjects
+        pairs = list_relight_pairs(REAL_DATA)
+        # 2,094 images, one canonical image per subject.
+        assert len(pairs) == 2094 - 33
+        train, validation = split_relight_subjects(subjects, 6)
+        assert len(validation) == 6 and not set(train) & set(validation)
+        inputs, targets = load_relight_arrays(
+            REAL_DATA, subjects=["yaleB01"], lightings_per_subject=2
+        )
+        assert inputs.shape == (2, 192, 168, 1)
+        assert 0 <= inputs.min() and inputs.max() <= 1

@@ -1,0 +1,84 @@
+"""Runs exported SavedModels with TensorFlow alone, as a server would.
+
+`tests/export_test.py` starts this script in a fresh Python process, so
+that nothing of Keras or keras-rbdn is imported: the SavedModels must
+stand on their own. Usage:
+
+    python tests/export_serving_client.py JOB.json
+
+`JOB.json` holds `{"inputs": NPZ, "results": NPZ, "exports": {key: dir},
+"calls": [[export_key, signature, input_key], ...]}`. For each call the
+signature is run on `inputs[input_key]` and its `output_images` (or the
+error message) is stored. Per export, the op types of the graph and of
+every function in its library are listed, with the ones missing from
+TensorFlow's op registry. The script writes `results` and prints a JSON
+summary.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+from tensorflow.python.framework import op_def_registry  # noqa: E402
+
+
+def op_types(directory):
+    """Op types used by the graph and its function library, and function
+    names (a node may call a library function by name)."""
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(directory, "saved_model.pb"), "rb") as file:
+        proto.ParseFromString(file.read())
+    types, functions = set(), set()
+    for meta_graph in proto.meta_graphs:
+        graph = meta_graph.graph_def
+        types.update(node.op for node in graph.node)
+        for function in graph.library.function:
+            functions.add(function.signature.name)
+            types.update(node.op for node in function.node_def)
+    return types, functions
+
+
+def main(job_path):
+    with open(job_path) as file:
+        job = json.load(file)
+    inputs = np.load(job["inputs"])
+    loaded = {
+        key: tf.saved_model.load(directory)
+        for key, directory in job["exports"].items()
+    }
+    results, errors = {}, {}
+    for index, (key, signature, input_key) in enumerate(job["calls"]):
+        function = loaded[key].signatures[signature]
+        try:
+            outputs = function(images=tf.constant(inputs[input_key]))
+            results[str(index)] = outputs["output_images"].numpy()
+        except Exception as error:  # noqa: BLE001 - reported to the test
+            errors[str(index)] = f"{type(error).__name__}: {error}"
+    np.savez(job["results"], **results)
+
+    ops = {}
+    for key, directory in job["exports"].items():
+        types, functions = op_types(directory)
+        ops[key] = {
+            "types": sorted(types),
+            "unregistered": sorted(
+                op
+                for op in types
+                if op not in functions and op_def_registry.get(op) is None
+            ),
+        }
+    imported = sorted(
+        name
+        for name in sys.modules
+        if name.split(".")[0] in ("keras", "keras_rbdn", "tf_keras")
+    )
+    print(json.dumps({"errors": errors, "ops": ops, "imported": imported}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,397 @@
+"""Tests of `keras_rbdn.export`: SavedModels for TF Serving and ONNX.
+
+The exports are checked from the outside, as a server sees them: a fresh
+Python process that imports neither Keras nor keras-rbdn loads them with
+`tf.saved_model.load` and runs their signatures
+(`tests/export_serving_client.py`); the reference is the Keras model run
+on the same images padded with `numpy.pad`. Exports are slow, so each
+model is exported once per module and shared by the tests.
+"""
+
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+import keras_rbdn
+from keras_rbdn import export
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(ROOT, "README.md")
+CLIENT = os.path.join(ROOT, "tests", "export_serving_client.py")
+BRANCHES = 2
+MULTIPLE = 2 ** (BRANCHES + 1)
+SIZES = [(33, 21), (481, 321)]
+TINY_SIZES = [(1, 1), (2, 3), (5, 4)]
+# Small networks: the tests check the plumbing, not the quality.
+SMALL = dict(c=4, D=1, K=3)
+
+pytestmark = pytest.mark.slow
+
+
+def make_models():
+    """A gray denoiser and an RGB Lab colorizer, end to end in [0, 1]."""
+    keras.utils.set_random_seed(3)
+    denoiser = keras_rbdn.build(
+        branches=BRANCHES, task="denoise", global_residual=True, **SMALL
+    )
+    # Keep the output close to the input, inside [0, 1], so that clipping
+    # does not hide differences.
+    deconv = denoiser.get_layer("deconv1")
+    deconv.set_weights([w * 0.1 for w in deconv.get_weights()])
+    colorizer = keras_rbdn.build(
+        branches=BRANCHES, task="colorize_lab", **SMALL
+    )
+    return {
+        "gray": keras_rbdn.image_model(denoiser, "denoise"),
+        "rgb": keras_rbdn.image_model(colorizer, "colorize_lab"),
+    }
+
+
+def random_images(channels, height, width, batch=2, seed=0):
+    rng = np.random.default_rng(seed + height * 1000 + width)
+    return rng.integers(0, 256, (batch, height, width, channels), "uint8")
+
+
+def keras_reference(model, images, pad_mode="reflect"):
+    """The Keras model on `numpy.pad`-ded images, cropped and clipped."""
+    height, width = images.shape[1:3]
+    pad_height = -height % MULTIPLE
+    pad_width = -width % MULTIPLE
+    padded = np.pad(
+        images, [(0, 0), (0, pad_height), (0, pad_width), (0, 0)], pad_mode
+    )
+    outputs = keras.ops.convert_to_numpy(model(padded, training=False))
+    return np.clip(outputs[:, :height, :width, :], 0.0, 1.0)
+
+
+def to_uint8(images):
+    return np.floor(np.clip(images, 0, 1) * 255.0 + 0.5).astype("uint8")
+
+
+def readme_blocks(language):
+    with open(README) as file:
+        text = file.read()
+    section = text.split("## Serving", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+
+
+def readme_request_and_response():
+    request, response = [json.loads(b) for b in readme_blocks("json")]
+    return request, response
+
+
+@pytest.fixture(scope="module")
+def models():
+    return make_models()
+
+
+@pytest.fixture(scope="module")
+def exports(models, tmp_path_factory):
+    base = tmp_path_factory.mktemp("savedmodels")
+    return {
+        key: export(model, base, version=1, name=f"{key}_model")
+        for key, model in models.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    arrays = {}
+    for key, channels in (("gray", 1), ("rgb", 3)):
+        for height, width in SIZES:
+            images = random_images(channels, height, width)
+            arrays[f"{key}_{height}x{width}_uint8"] = images
+            arrays[f"{key}_{height}x{width}_float32"] = (
+                images.astype("float32") / 255.0
+            )
+    for height, width in TINY_SIZES:
+        arrays[f"gray_{height}x{width}_float32"] = (
+            random_images(1, height, width).astype("float32") / 255.0
+        )
+    arrays["gray_wrong_channels"] = random_images(3, 9, 7)
+    arrays["rgb_wrong_channels"] = random_images(1, 9, 7)
+    request, _ = readme_request_and_response()
+    arrays["readme_request"] = np.asarray(request["instances"], "uint8")
+    return arrays
+
+
+@pytest.fixture(scope="module")
+def served(exports, inputs, tmp_path_factory):
+    """Runs every call in one fresh process without Keras or keras-rbdn."""
+    scratch = tmp_path_factory.mktemp("served")
+    np.savez(scratch / "inputs.npz", **inputs)
+    calls = []
+    for input_key in inputs:
+        model_key = input_key.split("_")[0]
+        if input_key == "readme_request":
+            model_key = "gray"
+        signature = (
+            "serving_float32"
+            if input_key.endswith("float32")
+            else "serving_default"
+        )
+        calls.append([model_key, signature, input_key])
+    job = {
+        "inputs": str(scratch / "inputs.npz"),
+        "results": str(scratch / "results.npz"),
+        "exports": {key: str(path) for key, path in exports.items()},
+        "calls": calls,
+    }
+    with open(scratch / "job.json", "w") as file:
+        json.dump(job, file)
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("KERAS")
+    }
+    result = subprocess.run(
+        [sys.executable, CLIENT, str(scratch / "job.json")],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    results = np.load(job["results"])
+    outputs = {
+        input_key: results[str(index)]
+        for index, (_, _, input_key) in enumerate(calls)
+        if str(index) in results
+    }
+    errors = {
+        calls[int(index)][2]: message
+        for index, message in summary["errors"].items()
+    }
+    return outputs, errors, summary
+
+
+class SavedModelTest:
+    @pytest.mark.parametrize("key", ["gray", "rgb"])
+    @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+    def test_float32_signature_matches_keras(
+        self, models, inputs, served, key, size
+    ):
+        outputs, errors, _ = served
+        input_key = f"{key}_{size[0]}x{size[1]}_float32"
+        assert input_key not in errors, errors.get(input_key)
+        images = inputs[input_key]
+        expected = keras_reference(models[key], images)
+        assert outputs[input_key].dtype == np.float32
+        assert outputs[input_key].shape == images.shape
+        assert np.max(np.abs(outputs[input_key] - expected)) <= 1e-4
+
+    @pytest.mark.parametrize("key", ["gray", "rgb"])
+    @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+    def test_uint8_signature_matches_keras(
+        self, models, inputs, served, key, size
+    ):
+        outputs, errors, _ = served
+        input_key = f"{key}_{size[0]}x{size[1]}_uint8"
+        assert input_key not in errors, errors.get(input_key)
+        images = inputs[input_key]
+        expected = to_uint8(
+            keras_reference(models[key], images.astype("float32") / 255.0)
+        )
+        output = outputs[input_key]
+        assert output.dtype == np.uint8
+        assert output.shape == images.shape
+        difference = np.abs(output.astype(int) - expected.astype(int))
+        assert difference.max() <= 1
+
+    @pytest.mark.parametrize(
+        "size", TINY_SIZES, ids=lambda s: f"{s[0]}x{s[1]}"
+    )
+    def test_images_smaller_than_the_network_are_padded(
+        self, models, inputs, served, size
+    ):
+        outputs, errors, _ = served
+        input_key = f"gray_{size[0]}x{size[1]}_float32"
+        assert input_key not in errors, errors.get(input_key)
+        expected = keras_reference(models["gray"], inputs[input_key])
+        assert outputs[input_key].shape == inputs[input_key].shape
+        assert np.max(np.abs(outputs[input_key] - expected)) <= 1e-4
+
+    def test_fresh_process_imports_no_keras(self, served):
+        _, _, summary = served
+        assert summary["imported"] == []
+
+    @pytest.mark.parametrize("key", ["gray", "rgb"])
+    def test_every_op_is_a_stock_tensorflow_op(self, served, key):
+        _, _, summary = served
+        ops = summary["ops"][key]
+        assert ops["unregistered"] == []
+        python_ops = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+        assert python_ops.isdisjoint(ops["types"])
+        # The padding and the network are really in the graph.
+        assert "GatherV2" in ops["types"]
+        network_ops = {"Conv2D", "XlaCallModule"}
+        assert network_ops.intersection(ops["types"])
+
+    @pytest.mark.parametrize(
+        "key, message",
+        [
+            ("gray", "must have 1 channel (gray)"),
+            ("rgb", "must have 3 channels (RGB)"),
+        ],
+    )
+    def test_wrong_channel_count_is_a_readable_error(
+        self, served, key, message
+    ):
+        _, errors, _ = served
+        assert message in errors[f"{key}_wrong_channels"]
+
+    def test_wrong_rank_and_dtype_are_rejected_by_the_signature(
+        self, exports
+    ):
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(exports["gray"])).signatures[
+            "serving_default"
+        ]
+        with pytest.raises((TypeError, ValueError)):
+            serve(images=tf.zeros((9, 7, 1), tf.uint8))
+        with pytest.raises((TypeError, ValueError)):
+            serve(images=tf.zeros((1, 9, 7, 1), tf.float32))
+
+    def test_saved_model_cli_shows_the_documented_signatures(self, exports):
+        (documented,) = readme_blocks("text")
+        command = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+        if not os.path.exists(command):
+            command = shutil.which("saved_model_cli")
+        result = subprocess.run(
+            [command, "show", "--all", "--dir", str(exports["gray"])],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert documented.strip() in result.stdout
+
+    def test_readme_request_gives_the_documented_response_shape(
+        self, inputs, served
+    ):
+        outputs, errors, _ = served
+        assert "readme_request" not in errors, errors.get("readme_request")
+        _, response = readme_request_and_response()
+        documented = np.asarray(response["predictions"])
+        assert outputs["readme_request"].shape == documented.shape
+        assert documented.shape == inputs["readme_request"].shape
+
+    def test_readme_python_client(self, exports, tmp_path, monkeypatch):
+        """Runs the README's client against a stand-in REST server that
+        answers `:predict` as TF Serving does, with the SavedModel."""
+        import tensorflow as tf
+        from PIL import Image
+
+        serve = tf.saved_model.load(str(exports["gray"])).signatures[
+            "serving_default"
+        ]
+        requested = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                requested.append(self.path)
+                length = int(self.headers["Content-Length"])
+                body = json.loads(self.rfile.read(length))
+                images = tf.constant(np.asarray(body["instances"], "uint8"))
+                outputs = serve(images=images)["output_images"].numpy()
+                answer = json.dumps({"predictions": outputs.tolist()})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            client = [b for b in readme_blocks("python") if "urllib" in b][0]
+            client = client.replace(
+                "localhost:8501", f"127.0.0.1:{server.server_port}"
+            )
+            monkeypatch.chdir(tmp_path)
+            noisy = random_images(1, 33, 21, batch=1)[0, :, :, 0]
+            Image.fromarray(noisy).save("noisy.png")
+            exec(compile(client, "README client", "exec"), {})
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert requested == ["/v1/models/denoise_gray:predict"]
+        restored = np.asarray(Image.open(tmp_path / "restored.png"))
+        expected = serve(images=noisy[None, :, :, None])["output_images"]
+        np.testing.assert_array_equal(restored, expected.numpy()[0, :, :, 0])
+
+
+class PaddingTest:
+    @pytest.mark.parametrize("mode", ["reflect", "edge"])
+    def test_padding_indices_match_numpy_pad(self, mode):
+        import tensorflow as tf
+
+        from keras_rbdn.export import _padding_indices
+
+        for size in (1, 2, 3, 7, 16):
+            padded = -(-size // MULTIPLE) * MULTIPLE + MULTIPLE
+            indices = _padding_indices(tf, size, padded, mode).numpy()
+            expected = np.pad(np.arange(size), (0, padded - size), mode)
+            np.testing.assert_array_equal(indices, expected)
+
+
+class OnnxTest:
+    def test_onnx_export_matches_keras(self, models, tmp_path):
+        pytest.importorskip("tf2onnx")
+        onnxruntime = pytest.importorskip("onnxruntime")
+        path = export(models["gray"], tmp_path, name="denoise", format="onnx")
+        assert path == os.path.join(str(tmp_path), "denoise.onnx")
+        session = onnxruntime.InferenceSession(
+            path, providers=["CPUExecutionProvider"]
+        )
+        (onnx_input,) = session.get_inputs()
+        for height, width in SIZES:
+            images = random_images(1, height, width).astype("float32") / 255
+            (output,) = session.run(None, {onnx_input.name: images})
+            expected = keras.ops.convert_to_numpy(models["gray"](images))
+            assert output.shape == images.shape
+            assert np.max(np.abs(output - expected)) <= 1e-4
+
+
+class ExportArgumentsTest:
+    @pytest.fixture(scope="class")
+    def model(self):
+        return keras_rbdn.build(branches=1, task="denoise", c=2, D=1, K=3)
+
+    @pytest.mark.parametrize(
+        "arguments, message",
+        [
+            ({"format": "tflite"}, "format='tflite'"),
+            ({"version": 0}, "version=0"),
+            ({"version": "1"}, "version='1'"),
+            ({"pad_mode": "wrap"}, "pad_mode='wrap'"),
+            ({"pad_multiple": 0}, "pad_multiple=0"),
+            ({"name": "a/b"}, "name='a/b'"),
+        ],
+    )
+    def test_bad_arguments(self, model, tmp_path, arguments, message):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            export(model, tmp_path, **arguments)
+
+    def test_not_a_model(self, tmp_path):
+        with pytest.raises(ValueError, match="Received: model_or_name=3"):
+            export(3, tmp_path)
+
+    def test_existing_version_needs_overwrite(self, model, tmp_path):
+        os.makedirs(tmp_path / "rbdn" / "1")
+        with pytest.raises(ValueError, match="overwrite=True"):
+            export(model, tmp_path)
