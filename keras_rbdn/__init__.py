@@ -5,12 +5,19 @@ Regression", CVPR 2017) for image denoising, face relighting and
 colorization, on the TensorFlow, JAX and PyTorch backends.
 """
 
+from keras_rbdn import data
+from keras_rbdn import inference
 from keras_rbdn import layers
+from keras_rbdn import losses
+from keras_rbdn import metrics
+from keras_rbdn import training
+from keras_rbdn.export import export
 from keras_rbdn.models import PAPER_ALIASES
 from keras_rbdn.models import RBDN
 from keras_rbdn.models import TASKS
 from keras_rbdn.models import TaskSpec
 from keras_rbdn.models import build
 from keras_rbdn.models import get_task
+from keras_rbdn.models import image_model
 
 __version__ = "0.1.0"

@@ -1,8 +1,9 @@
 """Runs exported SavedModels with TensorFlow alone, as a server would.
 
-`tests/export_test.py` starts this script in a fresh Python process, so
-that nothing of Keras or keras-rbdn is imported: the SavedModels must
-stand on their own. Usage:
+`tests/export_test.py` starts this script in a fresh Python process in
+which Keras and keras-rbdn cannot be imported (hidden from the import
+system, as if not installed): the SavedModels must stand on their own.
+Usage:
 
     python tests/export_serving_client.py JOB.json
 
@@ -15,10 +16,37 @@ TensorFlow's op registry. The script writes `results` and prints a JSON
 summary.
 """
 
+import importlib.machinery
 import json
 import os
 import sys
 
+HIDDEN = ("keras", "keras_rbdn", "tf_keras")
+
+
+class _HideKeras:
+    """Finds modules as usual, except Keras and keras-rbdn: not installed.
+
+    `import tensorflow` imports Keras by itself when it is installed (for
+    `tf.keras`); hiding it makes this process a machine without Keras, as
+    a TF Serving host is.
+    """
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, path, target)
+
+    @staticmethod
+    def invalidate_caches():
+        importlib.machinery.PathFinder.invalidate_caches()
+
+
+sys.meta_path[:] = [
+    _HideKeras if finder is importlib.machinery.PathFinder else finder
+    for finder in sys.meta_path
+]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -75,7 +103,7 @@ def main(job_path):
     imported = sorted(
         name
         for name in sys.modules
-        if name.split(".")[0] in ("keras", "keras_rbdn", "tf_keras")
+        if name.split(".")[0] in HIDDEN
     )
     print(json.dumps({"errors": errors, "ops": ops, "imported": imported}))
 

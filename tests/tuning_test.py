@@ -123,6 +123,7 @@ class RBDNHyperModelTest:
         keras_rbdn.build(**base)
 
 
+@pytest.mark.slow
 class TinySearchTest:
     @pytest.mark.parametrize("tuner_class", ["random", "bayesian",
                                              "hyperband"])
