@@ -19,7 +19,9 @@ LIGHTINGS = ["P00A+035E+15", "P00A-010E-20", "P00A+120E+00"]
 SUBJECTS = ["yaleB01", "yaleB02", "yaleB05", "yaleB11"]
 
 
-def write_fake_yale(root, subjects=SUBJECTS, lightings=LIGHTINGS, size=(12, 10)):
+def write_fake_yale(
+    root, subjects=SUBJECTS, lightings=LIGHTINGS, size=(12, 10)
+):
     """A tiny database with the real naming; returns {file name: pixels}."""
     rng = np.random.default_rng(0)
     pixels = {}
@@ -51,9 +53,7 @@ class RelightPairsTest:
         pairs = list_relight_pairs(root)
         assert len(pairs) == len(SUBJECTS) * len(LIGHTINGS)
         for subject, source, target in pairs:
-            assert os.path.basename(target) == (
-                f"{subject}_P00A+000E+00.png"
-            )
+            assert os.path.basename(target) == (f"{subject}_P00A+000E+00.png")
             assert os.path.basename(source).startswith(f"{subject}_P00A")
             assert source != target
         with_identity = list_relight_pairs(root, include_canonical=True)
@@ -116,15 +116,18 @@ class RelightSplitTest:
         )
 
     def test_explicit_validation_subjects(self):
-        train, validation = split_relight_subjects(
-            ["a", "b", "c"], ["c", "a"]
-        )
+        train, validation = split_relight_subjects(["a", "b", "c"], ["c", "a"])
         assert (train, validation) == (["b"], ["a", "c"])
 
     @pytest.mark.parametrize(
         "validation, message",
-        [(0, "at least one subject"), (4, "at least one subject"),
-         (1.5, r"in \(0, 1\)"), (["z"], "unknown"), ("a", "fraction")],
+        [
+            (0, "at least one subject"),
+            (4, "at least one subject"),
+            (1.5, r"in \(0, 1\)"),
+            (["z"], "unknown"),
+            ("a", "fraction"),
+        ],
     )
     def test_rejects_bad_splits(self, validation, message):
         with pytest.raises(ValueError, match=message):
@@ -132,9 +135,7 @@ class RelightSplitTest:
 
     def test_no_validation_face_in_training(self, fake_yale):
         root, pixels = fake_yale
-        (x, y), (x_val, y_val) = load_relight_split(
-            root, validation_subjects=1
-        )
+        (x, y), (x_val, y_val) = load_relight_split(root, validation_subjects=1)
         assert len(x) == 3 * len(LIGHTINGS) and len(x_val) == len(LIGHTINGS)
         train_targets = {a.tobytes() for a in y}
         assert len(train_targets) == 3

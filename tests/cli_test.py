@@ -1,0 +1,185 @@
+import hashlib
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_rbdn
+from keras_rbdn import cli
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    network = keras_rbdn.build(branches=1, task="denoise", K=3, c=4, D=1)
+    path = tmp_path / "tiny.keras"
+    network.save(path)
+    return str(path)
+
+
+def digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+class DenoiseCommandTest:
+    def test_rgba_alpha_kept_and_input_untouched(
+        self, tmp_path, model_file, capsys
+    ):
+        pixels = np.random.default_rng(0).integers(0, 256, (13, 9, 4), "uint8")
+        source = tmp_path / "photo.png"
+        Image.fromarray(pixels, "RGBA").save(source)
+        before = digest(source)
+        status = cli.main(["denoise", str(source), "--model", model_file])
+        assert status == 0
+        output = tmp_path / "photo_denoised.png"
+        assert str(output) in capsys.readouterr().out
+        written = np.asarray(Image.open(output))
+        assert written.shape == (13, 9, 4)
+        np.testing.assert_array_equal(written[..., 3], pixels[..., 3])
+        assert digest(source) == before
+
+    def test_16_bit_gray_stays_16_bit(self, tmp_path, model_file):
+        pixels = np.random.default_rng(1).integers(0, 65536, (11, 8), "uint16")
+        source = tmp_path / "scan.png"
+        Image.fromarray(pixels).save(source)
+        output = tmp_path / "out" / "scan.png"
+        status = cli.main(
+            [
+                "denoise",
+                str(source),
+                "--output-dir",
+                str(output.parent),
+                "--model",
+                model_file,
+            ]
+        )
+        assert status == 0
+        assert Image.open(output).mode in ("I;16", "I")
+        assert np.asarray(Image.open(output)).max() > 255
+
+    def test_existing_output_needs_overwrite(
+        self, tmp_path, model_file, capsys
+    ):
+        source = tmp_path / "a.png"
+        Image.fromarray(np.zeros((8, 8), "uint8")).save(source)
+        output = tmp_path / "b.png"
+        output.write_bytes(b"keep me")
+        argv = ["denoise", str(source), "-o", str(output)]
+        status = cli.main(argv + ["--model", model_file])
+        assert status == 1
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "already exists" in error
+        assert output.read_bytes() == b"keep me"
+        status = cli.main(argv + ["--model", model_file, "--overwrite"])
+        assert status == 0
+        assert np.asarray(Image.open(output)).shape == (8, 8)
+        assert sorted(os.listdir(tmp_path)) == ["a.png", "b.png", "tiny.keras"]
+
+    def test_bad_file_is_one_line_error(self, tmp_path, model_file, capsys):
+        source = tmp_path / "broken.png"
+        source.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+        status = cli.main(["denoise", str(source), "--model", model_file])
+        assert status == 1
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1
+        assert str(source) in error and "Traceback" not in error
+
+    def test_output_option_takes_one_input(self, tmp_path, capsys):
+        status = cli.main(["denoise", "a.png", "b.png", "-o", "c.png"])
+        assert status == 1
+        assert "--output-dir" in capsys.readouterr().err
+
+    def test_unknown_model_name(self, tmp_path, capsys):
+        source = tmp_path / "a.png"
+        Image.fromarray(np.zeros((8, 8), "uint8")).save(source)
+        status = cli.main(["denoise", str(source), "--model", "nope"])
+        assert status == 1
+        assert "nope" in capsys.readouterr().err
+
+    @pytest.mark.slow
+    def test_console_entry_point_exit_status_without_traceback(
+        self, tmp_path
+    ):
+        source = tmp_path / "text.png"
+        source.write_text("hello")
+        environment = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_rbdn.cli", "denoise", str(source)],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=300,
+        )
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        # TensorFlow may print start-up lines before; the error is the last.
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("keras-rbdn denoise: error: ")
+        assert str(source) in last
+
+
+class ExportCommandTest:
+    def test_calls_export_with_the_loaded_model(
+        self, tmp_path, model_file, monkeypatch, capsys
+    ):
+        calls = []
+
+        def fake_export(model, path, **kwargs):
+            calls.append((model, path, kwargs))
+            return os.path.join(path, "tiny", "3")
+
+        monkeypatch.setattr(keras_rbdn, "export", fake_export)
+        status = cli.main(
+            [
+                "export",
+                "--model",
+                model_file,
+                "--output",
+                str(tmp_path / "served"),
+                "--name",
+                "tiny",
+                "--version",
+                "3",
+            ]
+        )
+        assert status == 0
+        (model, path, kwargs), = calls
+        assert isinstance(model, keras.Model)
+        assert model.input_shape[-1] == 1
+        assert path == str(tmp_path / "served")
+        assert kwargs["name"] == "tiny" and kwargs["version"] == 3
+        assert capsys.readouterr().out.strip().endswith(os.path.join("tiny", "3"))
+
+
+class EvaluateCommandTest:
+    def test_table_on_generated_sets(self, tmp_path, model_file, capsys):
+        rng = np.random.default_rng(0)
+        for name in ("bsd68", "set12"):
+            folder = tmp_path / "denoise" / name
+            folder.mkdir(parents=True)
+            for index in range(2):
+                pixels = rng.integers(0, 256, (24, 20), "uint8")
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+        table_path = tmp_path / "table.md"
+        status = cli.main(
+            [
+                "evaluate",
+                "--model",
+                model_file,
+                "--data",
+                str(tmp_path),
+                "--sigmas",
+                "25",
+                "--output",
+                str(table_path),
+            ]
+        )
+        assert status == 0
+        table = table_path.read_text()
+        assert "BSD68 s=25" in table and "SET12 s=25" in table
+        assert "noisy input (measured)" in table
+        assert "DnCNN-B, released weights (quoted) | 29.17 |" in table
+        assert table.strip() in capsys.readouterr().out

@@ -1,0 +1,239 @@
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rbdn import training
+
+# A tiny training run, shared by the killed process and the resumed one.
+TINY_TRAINER = '''
+import os
+import signal
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_rbdn
+from keras_rbdn import training
+
+STEPS = 3
+
+
+def build_model():
+    model = keras_rbdn.build(branches=1, task="denoise", K=3, c=4, D=1)
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def dataset():
+    rng = np.random.default_rng(0)
+    x = rng.random((4 * STEPS, 16, 16, 1), dtype="float32")
+    return tf.data.Dataset.from_tensor_slices((x, x)).batch(4).repeat()
+
+
+class KillAt(keras.callbacks.Callback):
+    """SIGKILLs this process in the middle of an epoch (no clean-up)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+        self.current = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run(run_dir, epochs, kill_at_epoch=None, distribute=False):
+    keras.utils.set_random_seed(0)
+    callbacks = [] if kill_at_epoch is None else [KillAt(kill_at_epoch)]
+    return training.fit(
+        build_model,
+        dataset(),
+        epochs=epochs,
+        run_dir=run_dir,
+        validation_data=dataset().take(1),
+        steps_per_epoch=STEPS,
+        distribute=distribute,
+        callbacks=callbacks,
+        verbose=0,
+    )
+
+
+if __name__ == "__main__":
+    run(sys.argv[1], int(sys.argv[2]), kill_at_epoch=int(sys.argv[3]))
+'''
+
+
+def load_trainer(tmp_path):
+    path = tmp_path / "tiny_trainer.py"
+    path.write_text(TINY_TRAINER)
+    spec = importlib.util.spec_from_file_location("tiny_trainer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module
+
+
+def environment(**extra):
+    return dict(
+        os.environ,
+        KERAS_BACKEND=keras.backend.backend(),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        **extra,
+    )
+
+
+class CheckpointTest:
+    def test_checkpoints_every_epoch_and_resumes(self, tmp_path):
+        _, trainer = load_trainer(tmp_path)
+        run_dir = str(tmp_path / "run")
+        model, history = trainer.run(run_dir, epochs=2)
+        assert history.epoch == [0, 1]
+        assert sorted(os.listdir(run_dir)) == [
+            "epoch-0001.weights.h5",
+            "epoch-0002.weights.h5",
+            "history.csv",
+            "logs",
+        ]
+        keras.backend.clear_session()
+        model, history = trainer.run(run_dir, epochs=3)
+        assert history.epoch == [2]
+        assert int(model.optimizer.iterations) == 3 * trainer.STEPS
+        # Only the newest two checkpoints are kept.
+        assert training.latest_checkpoint(run_dir)[1] == 3
+        assert not os.path.exists(training.checkpoint_path(run_dir, 1))
+        lines = open(os.path.join(run_dir, "history.csv")).read().split()
+        assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2"]
+
+    def test_finished_run_is_not_trained_again(self, tmp_path):
+        _, trainer = load_trainer(tmp_path)
+        run_dir = str(tmp_path / "run")
+        trainer.run(run_dir, epochs=1)
+        _, history = trainer.run(run_dir, epochs=1)
+        assert history is None
+
+    def test_restored_weights_equal_saved_ones(self, tmp_path):
+        _, trainer = load_trainer(tmp_path)
+        run_dir = str(tmp_path / "run")
+        model, _ = trainer.run(run_dir, epochs=1)
+        fresh = trainer.build_model()
+        assert training.restore_checkpoint(fresh, run_dir) == 1
+        for saved, restored in zip(model.weights, fresh.weights):
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(saved),
+                keras.ops.convert_to_numpy(restored),
+            )
+        for saved, restored in zip(
+            model.optimizer.variables, fresh.optimizer.variables
+        ):
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(saved),
+                keras.ops.convert_to_numpy(restored),
+            )
+
+    def test_latest_checkpoint_ignores_partial_files(self, tmp_path):
+        (tmp_path / ".partial-12.weights.h5").write_bytes(b"")
+        (tmp_path / "epoch-0007.weights.h5").write_bytes(b"")
+        (tmp_path / "epoch-0011.weights.h5").write_bytes(b"")
+        path, epoch = training.latest_checkpoint(str(tmp_path))
+        assert epoch == 11 and path.endswith("epoch-0011.weights.h5")
+        assert training.latest_checkpoint(str(tmp_path / "none")) == (None, 0)
+
+    @pytest.mark.slow
+    def test_killed_run_resumes_from_last_checkpoint(self, tmp_path):
+        path, trainer = load_trainer(tmp_path)
+        run_dir = str(tmp_path / "run")
+        # Killed with SIGKILL in the middle of the third epoch.
+        result = subprocess.run(
+            [sys.executable, str(path), run_dir, "4", "2"],
+            capture_output=True,
+            text=True,
+            env=environment(),
+            timeout=300,
+        )
+        assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+        assert training.latest_checkpoint(run_dir)[1] == 2
+        assert not [name for name in os.listdir(run_dir) if "partial" in name]
+        # The same command again continues at the third epoch.
+        model, history = trainer.run(run_dir, epochs=4)
+        assert history.epoch == [2, 3]
+        assert int(model.optimizer.iterations) == 4 * trainer.STEPS
+        assert training.latest_checkpoint(run_dir)[1] == 4
+
+
+DISTRIBUTED_RUN = """
+import os
+import sys
+
+sys.path.insert(0, {directory!r})
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+import keras
+
+import tiny_trainer
+from keras_rbdn import training
+
+print("devices", len(training.local_devices()))
+model, history = tiny_trainer.run({run_dir!r}, epochs=2, distribute=True)
+print("epochs", len(history.epoch))
+variable = model.weights[0].value
+if keras.backend.backend() == "jax":
+    print("replicas", len(variable.sharding.device_set))
+else:
+    print("replicas", len(variable.values))
+print("loss", history.history["loss"][-1])
+"""
+
+
+class DistributeTest:
+    @pytest.mark.slow
+    @pytest.mark.skipif(
+        keras.backend.backend() not in ("jax", "tensorflow"),
+        reason="data parallelism is for the JAX and TensorFlow backends",
+    )
+    def test_two_virtual_cpu_devices(self, tmp_path):
+        load_trainer(tmp_path)
+        code = DISTRIBUTED_RUN.format(
+            directory=str(tmp_path), run_dir=str(tmp_path / "run")
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            env=environment(
+                XLA_FLAGS="--xla_force_host_platform_device_count=2"
+            ),
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = dict(
+            line.split(" ", 1) for line in result.stdout.strip().splitlines()
+        )
+        assert lines["devices"] == "2"
+        assert lines["epochs"] == "2"
+        assert lines["replicas"] == "2"
+        assert np.isfinite(float(lines["loss"]))
+        assert training.latest_checkpoint(str(tmp_path / "run"))[1] == 2
+
+    @pytest.mark.skipif(
+        keras.backend.backend() != "torch", reason="torch only"
+    )
+    def test_torch_refuses_clearly(self):
+        with pytest.raises(ValueError, match="JAX and TensorFlow"):
+            training.distribution_scope(True)
