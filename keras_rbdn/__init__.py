@@ -6,10 +6,12 @@ colorization, on the TensorFlow, JAX and PyTorch backends.
 """
 
 from keras_rbdn import data
+from keras_rbdn import evaluation
 from keras_rbdn import inference
 from keras_rbdn import layers
 from keras_rbdn import losses
 from keras_rbdn import metrics
+from keras_rbdn import presets
 from keras_rbdn import training
 from keras_rbdn.export import export
 from keras_rbdn.models import PAPER_ALIASES
@@ -19,5 +21,6 @@ from keras_rbdn.models import TaskSpec
 from keras_rbdn.models import build
 from keras_rbdn.models import get_task
 from keras_rbdn.models import image_model
+from keras_rbdn.presets import load
 
 __version__ = "0.1.0"

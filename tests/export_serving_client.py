@@ -101,9 +101,7 @@ def main(job_path):
             ),
         }
     imported = sorted(
-        name
-        for name in sys.modules
-        if name.split(".")[0] in HIDDEN
+        name for name in sys.modules if name.split(".")[0] in HIDDEN
     )
     print(json.dumps({"errors": errors, "ops": ops, "imported": imported}))
 

@@ -35,7 +35,10 @@ def build(branches=3, task="denoise", channels=None, **overrides):
     Args:
         branches: int. Number of recursive branches (0 is the base network
             B_0). Defaults to `3`.
-        task: str. One of `keras_rbdn.TASKS`. Defaults to `"denoise"`.
+        task: str. One of `keras_rbdn.TASKS`: `"denoise"`, `"relight"`
+            (same channels in and out), `"colorize_ycbcr"` (Y -> CbCr) or
+            `"colorize_lab"` (L -> 261 ab-bin logits). Defaults to
+            `"denoise"`.
         channels: int or `None`. For same-shape tasks (`"denoise"`,
             `"relight"`): image channels, 1 for gray or 3 for RGB. `None`
             keeps the task's default (gray). Defaults to `None`.
@@ -69,6 +72,12 @@ def build(branches=3, task="denoise", channels=None, **overrides):
                 f"`output_channels`. Received: channels={channels!r}, "
                 f"input_channels={input_channels!r}, "
                 f"output_channels={output_channels!r}"
+            )
+        if not spec.same_channels:
+            raise ValueError(
+                f"Task {task!r} reads {spec.input_channels} and predicts "
+                f"{spec.output_channels} channels; `channels` is only for "
+                f"same-shape tasks. Received: channels={channels!r}"
             )
         input_channels = output_channels = channels
     input_channels = input_channels or spec.input_channels

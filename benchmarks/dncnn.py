@@ -1,0 +1,97 @@
+"""DnCNN, the speed baseline of `benchmarks/speed.py`.
+
+DnCNN (Zhang, Zuo, Chen, Meng & Zhang, "Beyond a Gaussian Denoiser:
+Residual Learning of Deep CNN for Image Denoising", IEEE TIP 2017) with
+depth 17, the gray-denoising configuration of the paper:
+
+- layer 1: 3x3 convolution, 64 filters, ReLU;
+- layers 2..16: 3x3 convolution (64 filters, no bias), batch
+  normalization, ReLU;
+- layer 17: 3x3 convolution to the image channels, which predicts the
+  noise; the model returns the input minus that residual.
+
+About 554k multiply-adds per pixel and 556k parameters for gray images.
+It lives in `benchmarks/`, not in the library: it is only a yardstick,
+built from the same Keras layers in the same backend as RBDN.
+"""
+
+import keras
+
+
+def dncnn(depth=17, filters=64, channels=1, name="dncnn"):
+    """Builds an uncompiled DnCNN.
+
+    Args:
+        depth: int. Number of convolution layers. Defaults to `17`.
+        filters: int. Feature maps of the hidden layers. Defaults to `64`.
+        channels: int. Image channels in and out. Defaults to `1`.
+        name: str. Model name. Defaults to `"dncnn"`.
+
+    Returns:
+        A `keras.Model` mapping `(batch, height, width, channels)` noisy
+        images to denoised images of the same shape, float32.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 3:
+        raise ValueError(
+            f"`depth` must be an integer >= 3. Received: depth={depth!r}"
+        )
+    inputs = keras.Input((None, None, channels), name="image")
+    x = keras.layers.Conv2D(filters, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.ReLU(name="conv1_relu")(x)
+    for index in range(2, depth):
+        x = keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, name=f"conv{index}"
+        )(x)
+        x = keras.layers.BatchNormalization(name=f"conv{index}_bn")(x)
+        x = keras.layers.ReLU(name=f"conv{index}_relu")(x)
+    residual = keras.layers.Conv2D(
+        channels, 3, padding="same", name=f"conv{depth}"
+    )(x)
+    residual = keras.layers.Activation(
+        "linear", dtype="float32", name="residual"
+    )(residual)
+    outputs = keras.layers.Subtract(dtype="float32", name="output")(
+        [inputs, residual]
+    )
+    return keras.Model(inputs, outputs, name=name)
+
+
+def multiply_adds_per_pixel(model):
+    """Multiply-adds per input pixel of a fully convolutional model.
+
+    Counts every `Conv2D` at its resolution relative to the input (read
+    from the layer's input shape on a 256x256 probe), ignoring batch
+    normalization, activations, pooling and unpooling.
+    """
+    probe = 256
+    total = 0.0
+    shapes = _conv_input_shapes(model, probe)
+    for layer, (height, width, in_channels) in shapes:
+        kernel_height, kernel_width = layer.kernel_size
+        per_output = kernel_height * kernel_width * in_channels * layer.filters
+        total += per_output * (height * width) / (probe * probe)
+    return total
+
+
+def _conv_input_shapes(model, probe):
+    """(layer, (h, w, c_in)) for every Conv2D, traced on a probe image."""
+    channels = model.inputs[0].shape[-1]
+    probe_model = keras.Model(
+        model.inputs,
+        [
+            layer.input
+            for layer in model.layers
+            if isinstance(layer, keras.layers.Conv2D)
+        ],
+    )
+    conv_layers = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    ]
+    spec = keras.KerasTensor((1, probe, probe, channels))
+    outputs = probe_model.compute_output_spec(spec)
+    return [
+        (layer, tuple(output.shape[1:]))
+        for layer, output in zip(conv_layers, outputs, strict=True)
+    ]

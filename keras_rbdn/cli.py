@@ -1,0 +1,255 @@
+"""`keras-rbdn`: denoise, relight and colorize image files from the shell.
+
+    keras-rbdn denoise photo.png -o clean.png
+    keras-rbdn relight faces/*.png --output-dir relit/
+    keras-rbdn colorize old.jpg --model colorize_lab
+    keras-rbdn evaluate --data ../shared/data --output results.md
+    keras-rbdn export --model denoise --output savedmodels
+
+Images of any size are accepted (large ones go through overlapping tiles),
+gray, RGB or RGBA (alpha kept), 8 or 16 bits. Outputs are written
+atomically and never replace an existing file without `--overwrite`; the
+input is never modified. Errors are one line on stderr and a non-zero exit
+status.
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+
+COMMANDS = {
+    # command: (default model, default task, output suffix, help)
+    "denoise": ("denoise", "denoise", "_denoised", "remove Gaussian noise"),
+    "relight": ("relight", "relight", "_relit", "relight faces"),
+    "colorize": (
+        "colorize_ycbcr",
+        "colorize_ycbcr",
+        "_colorized",
+        "colorize gray images",
+    ),
+}
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences file descriptor 2 (TensorFlow's C++ start-up logging)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _import_keras_rbdn():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _quiet_stderr():
+        import keras_rbdn
+
+        if os.environ.get("KERAS_BACKEND", "") in ("", "tensorflow"):
+            import tensorflow  # noqa: F401  (its logging goes quiet here)
+    return keras_rbdn
+
+
+def _output_path(args, input_path, suffix):
+    if args.output is not None:
+        return args.output
+    stem, extension = os.path.splitext(os.path.basename(input_path))
+    if args.output_dir is not None:
+        return os.path.join(args.output_dir, stem + extension)
+    directory = os.path.dirname(input_path)
+    return os.path.join(directory, stem + suffix + extension)
+
+
+def _run_images(args):
+    from keras_rbdn import inference
+
+    default_model, default_task, suffix, _ = COMMANDS[args.command]
+    if args.output is not None and len(args.inputs) > 1:
+        raise ValueError(
+            "-o/--output takes one input image; use --output-dir for "
+            f"{len(args.inputs)} inputs"
+        )
+    if args.output_dir is not None:
+        os.makedirs(args.output_dir, exist_ok=True)
+    # Check every input and output before the (slow) model load.
+    jobs = []
+    for input_path in args.inputs:
+        output_path = _output_path(args, input_path, suffix)
+        if os.path.abspath(output_path) == os.path.abspath(input_path):
+            raise inference.ImageError(
+                f"{output_path}: is the input; choose another output"
+            )
+        if os.path.exists(output_path) and not args.overwrite:
+            raise inference.ImageError(
+                f"{output_path}: already exists (pass --overwrite)"
+            )
+        image = inference.read_image(input_path)
+        jobs.append((input_path, output_path, image))
+    keras_rbdn = _import_keras_rbdn()
+    model = keras_rbdn.load(
+        args.model or default_model, task=args.task or default_task
+    )
+    for input_path, output_path, image in jobs:
+        pixels = inference.apply_model(
+            model, image.pixels, tile_size=args.tile_size
+        )
+        inference.write_image(
+            output_path,
+            pixels,
+            alpha=image.alpha,
+            bit_depth=image.bit_depth,
+            overwrite=args.overwrite,
+        )
+        print(f"{input_path} -> {output_path}")
+    return 0
+
+
+def _run_evaluate(args):
+    keras_rbdn = _import_keras_rbdn()
+    from keras_rbdn import evaluation
+
+    model = keras_rbdn.load(args.model, task="denoise")
+    rows = {f"{args.model} (measured)": {}, "noisy input (measured)": {}}
+    for name in evaluation.DENOISE_SETS:
+        folder = os.path.join(args.data, "denoise", name)
+        rows[f"{args.model} (measured)"][name] = evaluation.evaluate_denoiser(
+            evaluation.model_denoiser(model, tile_size=args.tile_size),
+            folder,
+            sigmas=args.sigmas,
+            seed=args.seed,
+            limit=args.limit,
+        )
+        rows["noisy input (measured)"][name] = evaluation.evaluate_denoiser(
+            None, folder, sigmas=args.sigmas, seed=args.seed, limit=args.limit
+        )
+    table = evaluation.denoising_table(rows, sigmas=tuple(args.sigmas))
+    print(table)
+    if args.output:
+        evaluation.write_text(args.output, table + "\n", args.overwrite)
+    return 0
+
+
+def _run_export(args):
+    keras_rbdn = _import_keras_rbdn()
+    model = keras_rbdn.load(args.model, task=args.task)
+    name = args.name
+    if name is None and args.model in keras_rbdn.presets.PRESETS:
+        name = args.model
+    path = keras_rbdn.export(
+        model,
+        args.output,
+        version=args.version,
+        name=name,
+        format=args.format,
+        overwrite=args.overwrite,
+    )
+    print(path)
+    return 0
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-rbdn",
+        description="RBDN image-to-image models: denoise, relight, "
+        "colorize, evaluate, export.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command, (model, _, suffix, help_text) in COMMANDS.items():
+        sub = commands.add_parser(command, help=help_text)
+        sub.add_argument("inputs", nargs="+", help="input image files")
+        target = sub.add_mutually_exclusive_group()
+        target.add_argument(
+            "-o", "--output", help="output file (one input only)"
+        )
+        target.add_argument(
+            "--output-dir",
+            help=f"folder for the outputs (default: next to each input, "
+            f"named <name>{suffix}.<ext>)",
+        )
+        sub.add_argument(
+            "--model",
+            help=f"shipped model name or .keras file (default: {model})",
+        )
+        sub.add_argument(
+            "--task", help="task of a bare RBDN in a .keras --model file"
+        )
+        sub.add_argument("--tile-size", type=int, default=1024)
+        sub.add_argument("--overwrite", action="store_true")
+        sub.set_defaults(handler=_run_images)
+
+    sub = commands.add_parser(
+        "evaluate", help="denoising PSNR/SSIM table on BSD68 and Set12"
+    )
+    sub.add_argument("--model", default="denoise")
+    sub.add_argument(
+        "--data",
+        default=os.path.join("..", "shared", "data"),
+        help="data root holding denoise/bsd68 and denoise/set12",
+    )
+    sub.add_argument(
+        "--sigmas", type=float, nargs="+", default=[15, 25, 50]
+    )
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--limit", type=int, help="first N images per set")
+    sub.add_argument("--tile-size", type=int, default=1024)
+    sub.add_argument("--output", help="also write the table to this file")
+    sub.add_argument("--overwrite", action="store_true")
+    sub.set_defaults(handler=_run_evaluate)
+
+    sub = commands.add_parser(
+        "export", help="write a TF Serving SavedModel (or ONNX)"
+    )
+    sub.add_argument("--model", default="denoise")
+    sub.add_argument("--task", help="task of a bare RBDN in a .keras file")
+    sub.add_argument("--output", default="savedmodels")
+    sub.add_argument("--name")
+    sub.add_argument("--version", type=int, default=1)
+    sub.add_argument(
+        "--format", choices=("savedmodel", "onnx"), default="savedmodel"
+    )
+    sub.add_argument("--overwrite", action="store_true")
+    sub.set_defaults(handler=_run_export)
+    return parser
+
+
+def _one_line(error):
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        _import_keras_rbdn()
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("keras-rbdn: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as error:
+        print(
+            f"keras-rbdn {args.command}: error: {_one_line(error)}",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as error:  # One line, never a traceback.
+        print(
+            f"keras-rbdn {args.command}: error: {type(error).__name__}: "
+            f"{_one_line(error)}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

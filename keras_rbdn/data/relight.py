@@ -1,0 +1,261 @@
+"""Face relighting pairs from the Extended Yale Face Database B (cropped).
+
+The cropped database has one folder per subject (`yaleB01`, ...), holding
+`yaleBxx_P00A<azimuth>E<elevation>.png`: the frontal face under up to 64
+point-light directions. A relighting pair maps any lighting of subject `s`
+to the same face under the canonical lighting, `yaleBs_P00A+000E+00.png`
+(light along the camera axis).
+
+Validation must use faces the network never saw, so the split is by
+subject: no validation subject appears in the training set.
+"""
+
+import os
+import re
+
+import numpy as np
+from PIL import Image
+
+CANONICAL_LIGHTING = "P00A+000E+00"
+_IMAGE_PATTERN = re.compile(
+    r"^(?P<subject>yaleB\d+)_(?P<lighting>P00A[+-]\d{3}E[+-]\d{2})\.png$"
+)
+_SUBJECT_PATTERN = re.compile(r"^yaleB\d+$")
+
+
+def list_relight_subjects(directory):
+    """Returns the sorted subject folder names (`yaleBxx`) in `directory`.
+
+    Args:
+        directory: str. The database root, holding one folder per subject.
+
+    Returns:
+        A sorted list of subject names.
+    """
+    if not os.path.isdir(directory):
+        raise ValueError(
+            "`directory` must be the relighting database folder. "
+            f"Received: directory={directory!r} (not a directory)"
+        )
+    return sorted(
+        name
+        for name in os.listdir(directory)
+        if _SUBJECT_PATTERN.match(name)
+        and os.path.isdir(os.path.join(directory, name))
+    )
+
+
+def list_relight_pairs(directory, subjects=None, include_canonical=False):
+    """Lists the (input, target) image paths of the relighting pairs.
+
+    Args:
+        directory: str. The database root, holding one folder per subject.
+        subjects: list of str or `None`. The subjects to list; `None` means
+            every subject in `directory`. Defaults to `None`.
+        include_canonical: bool. Whether to also pair the canonical image
+            with itself (the identity pair). Defaults to `False`.
+
+    Returns:
+        A list of `(subject, input_path, target_path)` tuples, sorted by
+        subject and then by input file name.
+    """
+    if subjects is None:
+        subjects = list_relight_subjects(directory)
+    pairs = []
+    for subject in subjects:
+        folder = os.path.join(directory, subject)
+        target = os.path.join(folder, f"{subject}_{CANONICAL_LIGHTING}.png")
+        if not os.path.isfile(target):
+            raise ValueError(
+                f"Subject {subject!r} has no canonical-lighting image. "
+                f"Received: directory={directory!r}, missing {target!r}"
+            )
+        for name in sorted(os.listdir(folder)):
+            match = _IMAGE_PATTERN.match(name)
+            if match is None or match["subject"] != subject:
+                continue
+            if (
+                match["lighting"] == CANONICAL_LIGHTING
+                and not include_canonical
+            ):
+                continue
+            pairs.append((subject, os.path.join(folder, name), target))
+    return pairs
+
+
+def split_relight_subjects(subjects, validation_subjects=0.2, seed=0):
+    """Splits subjects into disjoint training and validation subjects.
+
+    Args:
+        subjects: list of str. All subject names.
+        validation_subjects: float, int or list of str. A fraction in
+            (0, 1) of the subjects, a number of subjects, or the explicit
+            validation subjects. Defaults to `0.2`.
+        seed: int. Seed of the shuffle that picks the validation subjects
+            (when they are not given explicitly). Defaults to `0`.
+
+    Returns:
+        `(train_subjects, validation_subjects)`, two sorted, disjoint lists.
+    """
+    subjects = sorted(subjects)
+    if isinstance(validation_subjects, (list, tuple, set)):
+        unknown = sorted(set(validation_subjects) - set(subjects))
+        if unknown:
+            raise ValueError(
+                "Every validation subject must be one of `subjects`. "
+                f"Received unknown: {unknown}"
+            )
+        chosen = sorted(validation_subjects)
+    else:
+        count = validation_subjects
+        if isinstance(count, float):
+            if not 0 < count < 1:
+                raise ValueError(
+                    "A fractional `validation_subjects` must be in (0, 1). "
+                    f"Received: validation_subjects={count}"
+                )
+            count = max(1, int(round(count * len(subjects))))
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise ValueError(
+                "`validation_subjects` must be a fraction, a count or a list "
+                f"of subjects. Received: validation_subjects={count!r}"
+            )
+        if not 0 < count < len(subjects):
+            raise ValueError(
+                "Both splits need at least one subject. Received: "
+                f"validation_subjects={count} for {len(subjects)} subjects"
+            )
+        order = np.random.default_rng(seed).permutation(len(subjects))
+        chosen = sorted(subjects[i] for i in order[:count])
+    train = [subject for subject in subjects if subject not in chosen]
+    return train, chosen
+
+
+def _read_gray(path, image_size):
+    image = Image.open(path).convert("L")
+    if image_size is not None:
+        height, width = image_size
+        if image.size != (width, height):
+            # Box filter: each output pixel averages the input pixels it
+            # covers, the right choice for downscaling.
+            image = image.resize((width, height), Image.Resampling.BOX)
+    return np.asarray(image, dtype="float32")[..., None] / 255.0
+
+
+def load_relight_arrays(
+    directory,
+    subjects=None,
+    image_size=None,
+    include_canonical=False,
+    lightings_per_subject=None,
+    seed=0,
+):
+    """Loads relighting pairs as NumPy arrays in [0, 1].
+
+    Args:
+        directory: str. The database root, holding one folder per subject.
+        subjects: list of str or `None`. Subjects to load; `None` means all.
+            Defaults to `None`.
+        image_size: tuple `(height, width)` or `None`. Size to downscale
+            every image to (box filter); `None` keeps the stored 192 x 168.
+            Defaults to `None`.
+        include_canonical: bool. Whether to include the identity pair of
+            each subject. Defaults to `False`.
+        lightings_per_subject: int or `None`. If set, keep at most this many
+            input lightings per subject, drawn with `seed`. Defaults to
+            `None` (all).
+        seed: int. Seed of the lighting subsample. Defaults to `0`.
+
+    Returns:
+        `(inputs, targets)`, float32 arrays of shape
+        `(pairs, height, width, 1)`.
+    """
+    pairs = list_relight_pairs(directory, subjects, include_canonical)
+    if lightings_per_subject is not None:
+        rng = np.random.default_rng(seed)
+        kept = []
+        for subject in sorted({pair[0] for pair in pairs}):
+            own = [pair for pair in pairs if pair[0] == subject]
+            order = sorted(rng.permutation(len(own))[:lightings_per_subject])
+            kept.extend(own[i] for i in order)
+        pairs = kept
+    if not pairs:
+        raise ValueError(
+            "No relighting pairs found. Received: "
+            f"directory={directory!r}, subjects={subjects!r}"
+        )
+    targets = {}
+    inputs, outputs = [], []
+    for _, input_path, target_path in pairs:
+        if target_path not in targets:
+            targets[target_path] = _read_gray(target_path, image_size)
+        inputs.append(_read_gray(input_path, image_size))
+        outputs.append(targets[target_path])
+    return np.stack(inputs), np.stack(outputs)
+
+
+def load_relight_split(
+    directory,
+    validation_subjects=0.2,
+    image_size=None,
+    train_subjects=None,
+    lightings_per_subject=None,
+    seed=0,
+):
+    """Loads training and validation pairs, split by subject.
+
+    Args:
+        directory: str. The database root, holding one folder per subject.
+        validation_subjects: float, int or list of str. See
+            `split_relight_subjects`. Defaults to `0.2`.
+        image_size: tuple `(height, width)` or `None`. See
+            `load_relight_arrays`. Defaults to `None`.
+        train_subjects: int or `None`. If set, train on only the first this
+            many of the training subjects (a smaller study). Defaults to
+            `None` (all).
+        lightings_per_subject: int or `None`. See `load_relight_arrays`.
+            Defaults to `None`.
+        seed: int. Seed of the subject split and the lighting subsample.
+            Defaults to `0`.
+
+    Returns:
+        `((train_inputs, train_targets), (val_inputs, val_targets))`.
+    """
+    train, validation = split_relight_subjects(
+        list_relight_subjects(directory), validation_subjects, seed
+    )
+    if train_subjects is not None:
+        train = train[:train_subjects]
+    load = dict(
+        image_size=image_size,
+        lightings_per_subject=lightings_per_subject,
+        seed=seed,
+    )
+    return (
+        load_relight_arrays(directory, train, **load),
+        load_relight_arrays(directory, validation, **load),
+    )
+
+
+def relight_dataset(inputs, targets, batch_size=16, shuffle=False, seed=0):
+    """Wraps relighting arrays in a batched `tf.data.Dataset`.
+
+    Args:
+        inputs: array `(pairs, height, width, 1)`. Faces under any lighting.
+        targets: array of the same shape. Canonically lit faces.
+        batch_size: int. Batch size. Defaults to `16`.
+        shuffle: bool. Whether to reshuffle the pairs every epoch. Defaults
+            to `False`.
+        seed: int. Shuffle seed. Defaults to `0`.
+
+    Returns:
+        A `tf.data.Dataset` of `(input, target)` batches.
+    """
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    if shuffle:
+        dataset = dataset.shuffle(
+            len(inputs), seed=seed, reshuffle_each_iteration=True
+        )
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,457 @@
+"""Export for serving: TF Serving SavedModels and ONNX files.
+
+A SavedModel written by `export` holds the whole image -> image model in
+one graph of stock TensorFlow ops (no `PyFunc`, no custom ops), so the
+stock `tensorflow/serving` binary loads it as it is: a client sends pixels
+of any size and gets pixels of the same size back. The graph:
+
+1. converts uint8 0-255 to float32 0-1 (`serving_default` only);
+2. checks the rank and the channel count (a readable error, not a crash
+   deep inside);
+3. pads height and width up to a multiple of 2^(branches + 1) with
+   reflected (or repeated edge) pixels, so every pooling level sees whole
+   2x2 windows, whatever the image size, tiny images included;
+4. runs the Keras model (its own color conversion / Lab decoding inside);
+5. crops back to the input size, clips to [0, 1] and converts back to
+   uint8 (`serving_default` only).
+
+The layout is TF Serving's, `<path>/<name>/<version>/saved_model.pb`, and
+the signatures are:
+
+- `serving_default`: `images`, uint8 `(batch, height, width, channels_in)`
+  -> `output_images`, uint8 `(batch, height, width, channels_out)`.
+- `serving_float32`: the same with float32 pixels in [0, 1].
+
+The padding, model, cropping and clipping are `keras.ops` (one
+implementation for the SavedModel, on TensorFlow or through jax2tf, and
+for ONNX); TensorFlow itself is imported only to write the SavedModel and
+its checks.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import keras
+from keras import ops
+
+FORMATS = ("savedmodel", "onnx")
+PAD_MODES = ("reflect", "edge", None)
+INPUT_NAME = "images"
+OUTPUT_NAME = "output_images"
+_COLOR_NAMES = {1: "gray", 3: "RGB"}
+
+
+def _channel_text(channels):
+    label = _COLOR_NAMES.get(channels)
+    suffix = f" ({label})" if label else ""
+    plural = "" if channels == 1 else "s"
+    return f"{channels} channel{plural}{suffix}"
+
+
+def _find_branches(model):
+    """The `branches` of the RBDN inside `model`, or `None` if it has none."""
+    if isinstance(getattr(model, "branches", None), int):
+        return model.branches
+    for layer in getattr(model, "layers", []):
+        branches = _find_branches(layer)
+        if branches is not None:
+            return branches
+    return None
+
+
+def _resolve_model(model_or_name):
+    """A Keras model and its default export name."""
+    if isinstance(model_or_name, str):
+        from keras_rbdn.presets import load
+
+        name = os.path.basename(model_or_name)
+        if name.endswith(".keras"):
+            name = name[: -len(".keras")]
+        return load(model_or_name), name
+    if not isinstance(model_or_name, keras.Model):
+        raise ValueError(
+            "`model_or_name` must be a Keras model or the name of a shipped "
+            f"model. Received: model_or_name={model_or_name!r} of type "
+            f"{type(model_or_name).__name__}"
+        )
+    return model_or_name, model_or_name.name
+
+
+def _image_channels(model):
+    """Channels in and out of an image -> image model."""
+    input_shape = tuple(model.inputs[0].shape)
+    output_shape = tuple(model.outputs[0].shape)
+    if len(input_shape) != 4 or len(output_shape) != 4:
+        raise ValueError(
+            "The model must map images (batch, height, width, channels) to "
+            f"images. Received: input shape {input_shape}, output shape "
+            f"{output_shape}"
+        )
+    if input_shape[-1] is None or output_shape[-1] is None:
+        raise ValueError(
+            "The model's input and output channels must be known. Received: "
+            f"input shape {input_shape}, output shape {output_shape}"
+        )
+    return input_shape[-1], output_shape[-1]
+
+
+def _pad_multiple(model, pad_mode, pad_multiple):
+    if pad_mode not in PAD_MODES:
+        raise ValueError(
+            f"`pad_mode` must be one of {PAD_MODES}. Received: "
+            f"pad_mode={pad_mode!r}"
+        )
+    if pad_mode is None:
+        return 1
+    if pad_multiple is None:
+        branches = _find_branches(model)
+        if branches is None:
+            raise ValueError(
+                "Could not find the RBDN's `branches` in the model to pad "
+                "to a multiple of 2^(branches + 1); pass `pad_multiple`. "
+                f"Received: pad_multiple={pad_multiple!r}"
+            )
+        return 2 ** (branches + 1)
+    if isinstance(pad_multiple, bool) or not isinstance(pad_multiple, int):
+        raise ValueError(
+            "`pad_multiple` must be a positive integer. Received: "
+            f"pad_multiple={pad_multiple!r}"
+        )
+    if pad_multiple < 1:
+        raise ValueError(
+            "`pad_multiple` must be a positive integer. Received: "
+            f"pad_multiple={pad_multiple!r}"
+        )
+    return pad_multiple
+
+
+def _padding_indices(size, padded_size, pad_mode):
+    """Source index of each row (or column) of the padded image."""
+    index = ops.arange(padded_size, dtype="int32")
+    size = ops.cast(size, "int32")
+    if pad_mode == "edge":
+        return ops.minimum(index, size - 1)
+    # Reflection without repeating the border pixel, folded as often as
+    # needed, so that pads larger than the image (tiny images) work too.
+    period = ops.maximum(2 * (size - 1), 1)
+    folded = ops.mod(index, period)
+    reflected = ops.where(ops.less(folded, size), folded, period - folded)
+    return ops.where(ops.greater(size, 1), reflected, 0)
+
+
+class _ServingModel(keras.Model):
+    """Pads to a multiple, runs `model`, crops back and clips to [0, 1].
+
+    Written with `keras.ops`, so that one implementation serves the
+    SavedModel (TensorFlow, or JAX through jax2tf) and the ONNX export.
+    Padding to a multiple of 2^(branches + 1) also keeps every pooling
+    level even-sized.
+    """
+
+    def __init__(self, model, multiple, pad_mode, **kwargs):
+        super().__init__(**kwargs)
+        self.image_model = model
+        self.multiple = multiple
+        self.pad_mode = pad_mode
+        self.built = model.built  # No weights of its own.
+
+    def call(self, images):
+        height, width = ops.shape(images)[1], ops.shape(images)[2]
+        if self.pad_mode is not None and self.multiple > 1:
+            # Positive operands only: ONNX's integer division truncates.
+            multiple = self.multiple
+            padded_height = (height + multiple - 1) // multiple * multiple
+            padded_width = (width + multiple - 1) // multiple * multiple
+            rows = _padding_indices(height, padded_height, self.pad_mode)
+            cols = _padding_indices(width, padded_width, self.pad_mode)
+            images = ops.take(ops.take(images, rows, axis=1), cols, axis=2)
+        outputs = self.image_model(images, training=False)
+        return ops.clip(outputs[:, :height, :width, :], 0.0, 1.0)
+
+
+def _serving_functions(tf, network, input_channels):
+    """The uint8 and float32 `tf.function`s around the float32 network.
+
+    The input specs leave rank and channels open and the graph checks
+    them: a loaded signature (or TF Serving) does not reliably enforce the
+    static shape of its inputs, and a check against an open shape cannot
+    be folded away.
+    """
+    message = (
+        f"Input '{INPUT_NAME}' must have shape (batch, height, width, "
+        f"{input_channels}): a batch of images with "
+        f"{_channel_text(input_channels)}."
+    )
+
+    def run(images):
+        shape = tf.shape(images)
+        checks = [
+            tf.debugging.assert_equal(tf.size(shape), 4, message=message),
+        ]
+        with tf.control_dependencies(checks):
+            channels = shape[tf.size(shape) - 1]
+        checks.append(
+            tf.debugging.assert_equal(channels, input_channels, message=message)
+        )
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+        images = tf.ensure_shape(images, [None, None, None, input_channels])
+        return network(images)
+
+    float_spec = tf.TensorSpec(None, tf.float32, name=INPUT_NAME)
+    uint8_spec = tf.TensorSpec(None, tf.uint8, name=INPUT_NAME)
+
+    @tf.function(input_signature=[uint8_spec], autograph=False)
+    def serve_uint8(images):
+        outputs = run(tf.cast(images, tf.float32) / 255.0)
+        outputs = tf.cast(tf.floor(outputs * 255.0 + 0.5), tf.uint8)
+        return {OUTPUT_NAME: tf.identity(outputs, name=OUTPUT_NAME)}
+
+    @tf.function(input_signature=[float_spec], autograph=False)
+    def serve_float32(images):
+        outputs = run(images)
+        return {OUTPUT_NAME: tf.identity(outputs, name=OUTPUT_NAME)}
+
+    return serve_uint8, serve_float32
+
+
+def _write_savedmodel(serving_model, input_channels, directory):
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(serving_model)
+    endpoint_arguments = {}
+    if keras.backend.backend() == "jax":
+        # Serving needs no gradients; without them jax2tf writes no custom
+        # gradient functions that TensorFlow warns about on loading.
+        endpoint_arguments["jax2tf_kwargs"] = {"with_gradient": False}
+    network = archive.add_endpoint(
+        "network",
+        serving_model.__call__,
+        input_signature=[
+            tf.TensorSpec(
+                [None, None, None, input_channels], tf.float32, name=INPUT_NAME
+            )
+        ],
+        **endpoint_arguments,
+    )
+    serve_uint8, serve_float32 = _serving_functions(tf, network, input_channels)
+    root = tf.Module()
+    root.network_variables = list(archive.variables)
+    root.serving_default = serve_uint8
+    root.serving_float32 = serve_float32
+    tf.saved_model.save(
+        root,
+        directory,
+        signatures={
+            "serving_default": serve_uint8.get_concrete_function(),
+            "serving_float32": serve_float32.get_concrete_function(),
+        },
+    )
+
+
+def _export_in_tensorflow_process(
+    model, name, path, version, format, pad_mode, pad_multiple, overwrite
+):
+    """Runs `export` under the TensorFlow backend in a child process."""
+    with tempfile.TemporaryDirectory() as scratch:
+        model_path = os.path.join(scratch, "model.keras")
+        model.save(model_path)
+        code = (
+            "import keras, keras_rbdn\n"
+            f"model = keras.saving.load_model({model_path!r})\n"
+            f"print(keras_rbdn.export(model, {os.fspath(path)!r}, "
+            f"version={version!r}, name={name!r}, format={format!r}, "
+            f"pad_mode={pad_mode!r}, pad_multiple={pad_multiple!r}, "
+            f"overwrite={overwrite!r}))\n"
+        )
+        environment = dict(os.environ, KERAS_BACKEND="tensorflow")
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=environment,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(
+            "Exporting through a TensorFlow-backend process failed:\n"
+            f"{result.stderr}"
+        )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def export(
+    model_or_name,
+    path,
+    version=1,
+    name=None,
+    format="savedmodel",
+    pad_mode="reflect",
+    pad_multiple=None,
+    overwrite=False,
+    verbose=False,
+):
+    """Exports an image -> image model for serving, pixels in, pixels out.
+
+    `format="savedmodel"` writes a SavedModel in TF Serving's layout,
+    `<path>/<name>/<version>/`, that needs neither Keras nor keras-rbdn to
+    run: every pre- and post-processing step is a stock TensorFlow op in
+    the graph. Its signatures take a batch of images of any height and
+    width and return images of the same size:
+
+    - `serving_default`: input `images`, uint8 0-255,
+      `(batch, height, width, channels_in)`; output `output_images`,
+      uint8 0-255, `(batch, height, width, channels_out)`.
+    - `serving_float32`: the same with float32 pixels in [0, 1].
+
+    Rank and channels are left open in the signatures so that a wrong
+    rank or channel count fails inside the graph with a readable message
+    (`Input 'images' must have shape (batch, height, width, 1): a batch of
+    images with 1 channel (gray).`) on every runtime, TF Serving
+    included. Inside, the images are padded to a multiple of
+    2^(branches + 1) (`pad_mode`) and cropped back after the network, and
+    the output is clipped to [0, 1].
+
+    `format="onnx"` writes `<path>/<name>.onnx` (or `path` itself when it
+    ends in `.onnx`; `version` is not used) with Keras's
+    ONNX export (`model.export(format="onnx")`, which needs `tf2onnx` and
+    `onnx`, the `onnx` extra): the `serving_float32` computation (padding,
+    model, cropping, clipping; no checks), float32 pixels in [0, 1] of any
+    size in and out.
+
+    Backends: the SavedModel export runs in-process on TensorFlow and on
+    JAX (through `jax2tf`, with symbolic batch, height and width; the graph
+    then holds the network as one `XlaCallModule` op, a stock TensorFlow
+    op compiled for the CPU). Keras cannot export SavedModels from PyTorch
+    without `torch_xla`, so on the torch backend (and for ONNX on JAX and
+    torch) the model is saved to a temporary `.keras` file and exported by
+    a child Python process that runs the TensorFlow backend: same weights,
+    same graph as a TensorFlow export.
+
+    Args:
+        model_or_name: A Keras model that maps float32 images in [0, 1]
+            `(batch, height, width, channels_in)` to images in [0, 1]
+            (such as `keras_rbdn.image_model(network, task)`, or an RBDN
+            for denoising or relighting), or the name of a shipped model
+            (loaded with `keras_rbdn.load`).
+        path: str or path-like. Base directory (TF Serving's model base
+            path); the export goes to `<path>/<name>/<version>/`.
+        version: int. Positive version number, the folder TF Serving
+            serves the highest of. Defaults to `1`.
+        name: str or `None`. Model name, the folder under `path` and the
+            `MODEL_NAME` of TF Serving. `None` uses the shipped model's name
+            or the Keras model's `name`. Defaults to `None`.
+        format: str. `"savedmodel"` or `"onnx"`. Defaults to
+            `"savedmodel"`.
+        pad_mode: str or `None`. How the SavedModel pads images to a
+            multiple of `pad_multiple`: `"reflect"` (mirror without
+            repeating the border, folded again for pads larger than the
+            image), `"edge"` (repeat the border pixels) or `None` (no
+            padding: the network's own ceil-mode pooling). Defaults to
+            `"reflect"`.
+        pad_multiple: int or `None`. Multiple to pad height and width to;
+            `None` means 2^(branches + 1) of the RBDN inside the model.
+            Defaults to `None`.
+        overwrite: bool. Whether to replace an existing export of the same
+            version. Defaults to `False`.
+        verbose: bool. Whether to print where the export went. Defaults to
+            `False`.
+
+    Returns:
+        The path of the written version folder (SavedModel) or ONNX file,
+        as a string.
+
+    Example:
+
+    >>> model = keras_rbdn.build(branches=1, task="denoise", c=4, D=1)
+    >>> keras_rbdn.export(model, "/tmp/models", name="denoise")
+    '/tmp/models/denoise/1'
+    """
+    if format not in FORMATS:
+        raise ValueError(
+            f"`format` must be one of {FORMATS}. Received: format={format!r}"
+        )
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(
+            f"`version` must be a positive integer. Received: "
+            f"version={version!r}"
+        )
+    if version < 1:
+        raise ValueError(
+            f"`version` must be a positive integer. Received: "
+            f"version={version!r}"
+        )
+    model, default_name = _resolve_model(model_or_name)
+    name = name or default_name
+    if not name or os.sep in name or name in (".", ".."):
+        raise ValueError(
+            f"`name` must be a plain folder name. Received: name={name!r}"
+        )
+    multiple = _pad_multiple(model, pad_mode, pad_multiple)
+    input_channels, _ = _image_channels(model)
+    path = os.fspath(path)
+    version_directory = os.path.join(path, name, str(version))
+    if format == "onnx":
+        target = path if path.endswith(".onnx") else f"{path}/{name}.onnx"
+    else:
+        target = version_directory
+    if os.path.exists(target) and not overwrite:
+        raise ValueError(
+            f"{target} already exists; pass `overwrite=True` to replace it "
+            f"or choose another version. Received: version={version}"
+        )
+
+    backend = keras.backend.backend()
+    native = backend == "tensorflow" or (
+        backend == "jax" and format == "savedmodel"
+    )
+    if not native:
+        return _export_in_tensorflow_process(
+            model,
+            name,
+            path,
+            version,
+            format,
+            pad_mode,
+            pad_multiple,
+            overwrite,
+        )
+
+    serving_model = _ServingModel(
+        model, multiple, pad_mode, name=f"{name}_serving"
+    )
+    if format == "onnx":
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        serving_model.export(
+            target,
+            format="onnx",
+            verbose=verbose,
+            input_signature=[
+                keras.InputSpec(
+                    shape=(None, None, None, input_channels),
+                    dtype="float32",
+                    name=INPUT_NAME,
+                )
+            ],
+        )
+        return target
+
+    model_directory = os.path.dirname(version_directory)
+    os.makedirs(model_directory, exist_ok=True)
+    # Write next to the target and move it in at the end, so that a
+    # server watching the folder never loads a half-written version.
+    staging = tempfile.mkdtemp(prefix=f".{version}-", dir=model_directory)
+    try:
+        _write_savedmodel(serving_model, input_channels, staging)
+        if os.path.exists(version_directory):
+            shutil.rmtree(version_directory)
+        os.replace(staging, version_directory)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    if verbose:
+        print(f"Exported SavedModel to {version_directory}")
+    return version_directory

@@ -1,0 +1,474 @@
+"""Image files in, image files out: I/O and any-size, tiled inference.
+
+Reading (`read_image`) accepts gray, gray + alpha, RGB and RGBA images, 8
+or 16 bits per channel (16-bit PNG included, read exactly), and returns
+float32 pixels in [0, 1] with the alpha channel kept aside so that it can
+be written back unchanged. Anything else raises an `ImageError` whose
+one-line message names the file.
+
+Writing (`write_image`) goes to a temporary file in the destination folder
+that is then renamed into place, so a reader never sees a partial image,
+and refuses to replace an existing file unless asked to.
+
+Inference (`predict_image`) runs a model on an image of any size. Images
+larger than `tile_size` go through overlapping tiles: each tile reaches
+`margin` pixels beyond the part of the output it provides, tile origins are
+multiples of the network's pooling stride, and with a margin at least the
+network's receptive radius (`receptive_radius`) the tiled output equals the
+whole-image output, so there are no seams, while memory stays bounded by
+the tile size.
+"""
+
+import dataclasses
+import os
+import tempfile
+
+import numpy as np
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
+_COLOR_CHANNELS = {1: "gray", 2: "gray + alpha", 3: "RGB", 4: "RGBA"}
+
+
+class ImageError(ValueError):
+    """An image file that cannot be read or written; the message names it."""
+
+
+@dataclasses.dataclass
+class Image:
+    """Decoded image pixels and what is needed to write them back alike.
+
+    Args:
+        pixels: float32 array `(height, width, channels)` in [0, 1], with 1
+            (gray) or 3 (RGB) channels.
+        alpha: float32 array `(height, width)` in [0, 1], or `None`.
+        bit_depth: int. 8 or 16, the bits per channel of the file.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray = None
+    bit_depth: int = 8
+
+    @property
+    def channels(self):
+        return self.pixels.shape[-1]
+
+
+def _png_header(data):
+    """(bit depth, color type) from a PNG's IHDR chunk."""
+    return data[24], data[25]
+
+
+def _decode_png16_color(path, data):
+    """16-bit gray + alpha, RGB or RGBA PNG, which Pillow reads as 8 bits."""
+    import tensorflow as tf
+
+    try:
+        array = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except (tf.errors.InvalidArgumentError, ValueError) as error:
+        message = str(error).strip().splitlines()[0]
+        raise ImageError(f"{path}: not a readable PNG ({message})") from None
+    return array.astype("float32") / 65535.0, 16
+
+
+def _decode_pillow(path):
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(path) as image:
+            mode = image.mode
+            if mode == "P":
+                image = image.convert(
+                    "RGBA" if "transparency" in image.info else "RGB"
+                )
+            elif mode == "PA":
+                image = image.convert("RGBA")
+            elif mode == "1":
+                image = image.convert("L")
+            elif mode in ("I;16", "I;16B", "I;16L"):
+                array = np.asarray(image).astype("float32") / 65535.0
+                return array[..., None], 16
+            elif mode == "I" and image.format == "PNG":
+                # Pillow opens 16-bit gray PNGs as 32-bit "I".
+                array = np.asarray(image).astype("float32") / 65535.0
+                return array[..., None], 16
+            elif mode not in ("L", "LA", "RGB", "RGBA"):
+                raise ImageError(
+                    f"{path}: unsupported image mode {mode!r} (supported: "
+                    "gray, gray + alpha, RGB, RGBA; 8 or 16 bits)"
+                )
+            array = np.asarray(image).astype("float32") / 255.0
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, ImageError):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error) else ""
+        raise ImageError(f"{path}: cannot read image ({message})") from None
+    if array.ndim == 2:
+        array = array[..., None]
+    return array, 8
+
+
+def read_image(path):
+    """Reads an image file as float32 pixels in [0, 1].
+
+    Args:
+        path: str or path-like. A gray, gray + alpha, RGB or RGBA image;
+            PNG (8 or 16 bits), JPEG, BMP, TIFF or WebP.
+
+    Returns:
+        An `Image`: `pixels` `(height, width, 1 or 3)`, `alpha` or `None`,
+        and the file's `bit_depth`.
+
+    Raises:
+        ImageError: the file is missing, not an image, or of an unsupported
+            kind; the message is one line and starts with the path.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise ImageError(f"{path}: cannot open ({error.strerror})") from None
+    if not data:
+        raise ImageError(f"{path}: empty file")
+    if data.startswith(PNG_SIGNATURE) and len(data) < 26:
+        raise ImageError(f"{path}: truncated PNG")
+    if data.startswith(PNG_SIGNATURE) and _png_header(data) in (
+        (16, 2),
+        (16, 4),
+        (16, 6),
+    ):
+        array, bit_depth = _decode_png16_color(path, data)
+    else:
+        array, bit_depth = _decode_pillow(path)
+    channels = array.shape[-1]
+    if channels not in _COLOR_CHANNELS:
+        raise ImageError(f"{path}: unsupported channel count {channels}")
+    alpha = None
+    if channels in (2, 4):
+        alpha = array[..., -1]
+        array = array[..., :-1]
+    if min(array.shape[:2]) < 1:
+        raise ImageError(f"{path}: empty image {array.shape[:2]}")
+    return Image(
+        pixels=np.ascontiguousarray(array), alpha=alpha, bit_depth=bit_depth
+    )
+
+
+def list_images(directory):
+    """Sorted paths of the image files (by extension) in `directory`."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise ImageError(f"{directory}: not a directory")
+    paths = sorted(
+        os.path.join(directory, name)
+        for name in os.listdir(directory)
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not paths:
+        raise ImageError(f"{directory}: no image files")
+    return paths
+
+
+def to_channels(pixels, channels):
+    """Converts `(H, W, C)` pixels between gray (1) and RGB (3).
+
+    RGB to gray uses the ITU-R BT.601 luma weights; gray to RGB repeats the
+    channel.
+    """
+    if pixels.shape[-1] == channels:
+        return pixels
+    if pixels.shape[-1] == 3 and channels == 1:
+        weights = np.array([0.299, 0.587, 0.114], dtype="float32")
+        return (pixels @ weights)[..., None].astype("float32")
+    if pixels.shape[-1] == 1 and channels == 3:
+        return np.repeat(pixels, 3, axis=-1)
+    raise ValueError(
+        "Only gray (1) and RGB (3) conversions are supported. Received: "
+        f"{pixels.shape[-1]} channels -> channels={channels}"
+    )
+
+
+def read_folder(directory, mode="gray"):
+    """Reads every image of a folder as float32 arrays in [0, 1].
+
+    Args:
+        directory: str or path-like. Folder of image files.
+        mode: str. `"gray"` (1 channel), `"rgb"` (3 channels) or
+            `"keep"` (as stored, alpha dropped). Defaults to `"gray"`.
+
+    Returns:
+        A list of `(height, width, channels)` arrays, in sorted file order.
+    """
+    if mode not in ("gray", "rgb", "keep"):
+        raise ValueError(
+            f"`mode` must be 'gray', 'rgb' or 'keep'. Received: mode={mode!r}"
+        )
+    images = []
+    for path in list_images(directory):
+        pixels = read_image(path).pixels
+        if mode != "keep":
+            pixels = to_channels(pixels, 1 if mode == "gray" else 3)
+        images.append(pixels)
+    return images
+
+
+def _encode(path, array, bit_depth):
+    """Encodes `(H, W, C)` [0, 1] pixels for `path`'s extension; bytes."""
+    import io
+
+    from PIL import Image as PILImage
+
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in _FORMATS:
+        raise ImageError(
+            f"{path}: unsupported output extension {extension!r} (use one "
+            f"of {', '.join(_FORMATS)})"
+        )
+    image_format = _FORMATS[extension]
+    if bit_depth == 16 and image_format == "PNG":
+        quantized = np.round(np.clip(array, 0, 1) * 65535.0).astype("uint16")
+        if quantized.shape[-1] != 1:
+            import tensorflow as tf
+
+            return tf.io.encode_png(quantized).numpy()
+        image = PILImage.fromarray(quantized[..., 0])
+    else:
+        quantized = np.round(np.clip(array, 0, 1) * 255.0).astype("uint8")
+        if image_format == "JPEG" and quantized.shape[-1] in (2, 4):
+            quantized = quantized[..., :-1]  # JPEG has no alpha.
+        if quantized.shape[-1] == 1:
+            quantized = quantized[..., 0]
+        image = PILImage.fromarray(quantized)
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def write_image(path, pixels, alpha=None, bit_depth=8, overwrite=False):
+    """Writes float32 [0, 1] pixels to an image file, atomically.
+
+    The image is encoded to a temporary file in the destination folder,
+    which is then renamed to `path`: other processes see the old file or
+    the complete new one, never a partial write.
+
+    Args:
+        path: str or path-like. Destination; the extension picks the
+            format (PNG keeps 16 bits and alpha; JPEG drops alpha).
+        pixels: array `(height, width)` or `(height, width, 1 or 3)`;
+            values are clipped to [0, 1].
+        alpha: array `(height, width)` in [0, 1], or `None`. Defaults to
+            `None`.
+        bit_depth: int. 8 or 16 (16 only for PNG). Defaults to `8`.
+        overwrite: bool. Whether to replace an existing file. Defaults to
+            `False`.
+
+    Raises:
+        ImageError: `path` exists and `overwrite` is `False`, or it cannot
+            be written.
+    """
+    path = os.fspath(path)
+    if bit_depth not in (8, 16):
+        raise ValueError(f"`bit_depth` must be 8 or 16. Received: {bit_depth}")
+    if os.path.exists(path) and not overwrite:
+        raise ImageError(f"{path}: already exists (pass --overwrite)")
+    array = np.asarray(pixels, dtype="float32")
+    if array.ndim == 2:
+        array = array[..., None]
+    if alpha is not None:
+        array = np.concatenate([array, np.asarray(alpha)[..., None]], -1)
+    data = _encode(path, array, bit_depth)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        descriptor, partial = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".partial",
+            dir=directory,
+        )
+    except OSError as error:
+        raise ImageError(f"{path}: cannot write ({error.strerror})") from None
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+
+
+# Inference on images of any size.
+
+
+def find_rbdn(model):
+    """The first `RBDN` inside `model` (or `model` itself), or `None`."""
+    from keras_rbdn.models.rbdn import RBDN
+
+    if isinstance(model, RBDN):
+        return model
+    for layer in getattr(model, "layers", []):
+        found = find_rbdn(layer)
+        if found is not None:
+            return found
+    return None
+
+
+def receptive_radius(network):
+    """How far (in input pixels) an RBDN output pixel can see.
+
+    Along the longest path: `conv1` and `deconv1` (K x K), the first pool
+    and unpool (one pixel each), the trunk (D convolutions T x T, dilated,
+    at scale 1/2), and each branch B_k at scale s = 2^k: two 3 x 3
+    convolutions and a deconvolution (s, 2s, s pixels) plus its pool and
+    unpool (s pixels each), 6s in all. Outputs farther than this from a
+    tile's cut edges do not depend on the cut.
+
+    Args:
+        network: An `RBDN`.
+
+    Returns:
+        The radius in pixels, an int.
+    """
+    radius = network.kernel_size - 1  # conv1 and deconv1.
+    radius += 2  # pool1 and unpool1 windows.
+    radius += (
+        network.trunk_depth
+        * (network.trunk_kernel_size - 1)
+        // 2
+        * network.trunk_dilation_rate
+        * 2
+    )
+    radius += sum(6 * 2**level for level in range(1, network.branches + 1))
+    return radius
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def _tile_spans(length, tile_size, margin, stride):
+    """1D tiles: `(tile_start, tile_end, core_start, core_end)` tuples."""
+    if length <= tile_size:
+        return [(0, length, 0, length)]
+    core = (tile_size - 2 * margin) // stride * stride
+    spans = []
+    for core_start in range(0, length, core):
+        core_end = min(length, core_start + core)
+        tile_start = max(0, core_start - margin)
+        tile_end = min(length, core_end + margin)
+        spans.append((tile_start, tile_end, core_start, core_end))
+    return spans
+
+
+def predict_image(model, pixels, tile_size=1024, margin=None):
+    """Runs an image -> image model on one image of any size.
+
+    Images with a side longer than `tile_size` are processed in
+    overlapping tiles of at most `tile_size` x `tile_size` pixels, so the
+    memory used is bounded by the tile size, not the image size. Each tile
+    contributes only its core, at least `margin` pixels away from the cut
+    edges, and tile origins are multiples of the network's pooling stride
+    2^(branches + 1), so every pooling window matches the whole-image one:
+    with the default margin (the receptive radius) the tiled result equals
+    the whole-image result up to floating-point rounding.
+
+    Args:
+        model: A Keras model taking `(batch, height, width, channels)`
+            float32 images, such as `keras_rbdn.load("denoise")`.
+        pixels: float32 array `(height, width, channels)`.
+        tile_size: int. Largest tile side. Defaults to `1024`.
+        margin: int or `None`. Pixels of context beyond each tile's core;
+            `None` uses the receptive radius of the RBDN inside `model`,
+            rounded up to the pooling stride. Defaults to `None`.
+
+    Returns:
+        float32 array `(height, width, output_channels)`.
+    """
+    pixels = np.asarray(pixels, dtype="float32")
+    if pixels.ndim != 3:
+        raise ValueError(
+            "`pixels` must be (height, width, channels). Received: shape "
+            f"{pixels.shape}"
+        )
+    network = find_rbdn(model)
+    stride = 2 ** (network.branches + 1) if network is not None else 1
+    if margin is None:
+        if network is None:
+            raise ValueError(
+                "No RBDN found in the model to derive the tile margin "
+                "from; pass `margin`. Received: margin=None"
+            )
+        margin = receptive_radius(network)
+    margin = _round_up(int(margin), stride)
+    if tile_size - 2 * margin < stride:
+        raise ValueError(
+            f"`tile_size` must exceed 2 * margin + {stride} = "
+            f"{2 * margin + stride}. Received: tile_size={tile_size}"
+        )
+    height, width = pixels.shape[:2]
+    rows = _tile_spans(height, tile_size, margin, stride)
+    cols = _tile_spans(width, tile_size, margin, stride)
+    output = None
+    for top, bottom, core_top, core_bottom in rows:
+        for left, right, core_left, core_right in cols:
+            tile = pixels[None, top:bottom, left:right]
+            result = np.asarray(model.predict_on_batch(tile))[0]
+            if output is None:
+                output = np.empty(
+                    (height, width, result.shape[-1]), dtype="float32"
+                )
+            output[core_top:core_bottom, core_left:core_right] = result[
+                core_top - top : core_bottom - top,
+                core_left - left : core_right - left,
+            ]
+    return output
+
+
+def apply_model(model, pixels, tile_size=1024, margin=None):
+    """Runs an image model on an image, adapting gray and RGB.
+
+    - Channels match the model: run it as is.
+    - RGB image, gray model that returns gray (a gray denoiser or
+      relighter): each color channel is processed as a gray image.
+    - Gray image, RGB model (a colorizer): the gray channel is repeated.
+
+    Args:
+        model: A Keras image model (`keras_rbdn.load(...)`).
+        pixels: float32 array `(height, width, 1 or 3)` in [0, 1].
+        tile_size: int. See `predict_image`. Defaults to `1024`.
+        margin: int or `None`. See `predict_image`. Defaults to `None`.
+
+    Returns:
+        float32 array `(height, width, output channels)`.
+    """
+    model_channels = model.input_shape[-1]
+    output_channels = model.output_shape[-1]
+    channels = pixels.shape[-1]
+
+    def run(x):
+        return predict_image(model, x, tile_size=tile_size, margin=margin)
+
+    if channels == model_channels:
+        return run(pixels)
+    if model_channels == 1 and output_channels == 1:
+        return np.concatenate(
+            [run(pixels[..., [index]]) for index in range(channels)], -1
+        )
+    if model_channels == 3 and channels == 1:
+        return run(np.repeat(pixels, 3, axis=-1))
+    raise ValueError(
+        f"The model reads {model_channels} channels and cannot take an "
+        f"image with {channels}"
+    )

@@ -1,0 +1,233 @@
+"""Color space conversions: RGB <-> YCbCr (BT.601) and RGB <-> CIE Lab.
+
+The conversions are written once, as functions of an array namespace `xp`
+(`keras.ops`, `numpy` or `tf.experimental.numpy`) that provides `add`,
+`matmul`, `where`, `power`, `maximum` and `concatenate`. The Keras layers
+call them with `keras.ops`, so they run on every backend and inside a
+model; the NumPy loader calls them with `numpy` (no TensorFlow needed) and
+the tf.data pipeline with `tf.experimental.numpy` (inside a `map`, whatever
+the Keras backend).
+
+Conventions, the ones `tfio.experimental.color` uses:
+
+- RGB: sRGB values in [0, 1], channels last.
+- YCbCr: ITU-R BT.601 "studio swing" Y'CbCr divided by 255, so Y is in
+  [16/255, 235/255] and Cb, Cr in [16/255, 240/255] for RGB in [0, 1].
+- Lab: CIE L*a*b* of sRGB under the D65 illuminant, 2 degree observer.
+  L is in [0, 100]; a and b are roughly in [-86, 98] and [-108, 94] for
+  colors in the sRGB gamut.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+# ITU-R BT.601: Y'CbCr (8-bit studio swing) = offset + matrix @ RGB, for
+# RGB in [0, 1]. Divided by 255 here.
+_YCBCR_MATRIX = (
+    np.array(
+        [
+            [65.481, 128.553, 24.966],
+            [-37.797, -74.203, 112.0],
+            [112.0, -93.786, -18.214],
+        ]
+    )
+    / 255.0
+)
+_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0]) / 255.0
+_RGB_MATRIX = np.linalg.inv(_YCBCR_MATRIX)
+
+# sRGB (linear) to CIE XYZ, D65, and the D65 2-degree white point; the
+# white point division is folded into the matrix.
+_XYZ_MATRIX = np.array(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ]
+)
+D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+_NORMALIZED_XYZ_MATRIX = _XYZ_MATRIX / D65_WHITE[:, None]
+_LINEAR_RGB_MATRIX = np.linalg.inv(_NORMALIZED_XYZ_MATRIX)
+
+_LAB_EPSILON = 0.008856  # (6/29)^3, as tensorflow-io and scikit-image.
+_LAB_KAPPA = 7.787  # (29/6)^2 / 3
+_LAB_DELTA = 16.0 / 116.0
+_LAB_INVERSE_EPSILON = 6.0 / 29.0
+
+
+def _constant(value, like):
+    """`value` as a NumPy constant of `like`'s floating dtype."""
+    dtype = getattr(like, "dtype", None)
+    name = getattr(dtype, "name", None) or str(dtype).replace("torch.", "")
+    if name not in ("float16", "bfloat16", "float32", "float64"):
+        name = "float32"
+    if name == "bfloat16":
+        name = "float32"
+    return np.asarray(value, dtype=name)
+
+
+def _linear_map(x, matrix, xp, offset=None):
+    """Applies `matrix` (3 x 3) to the last axis of `x`, then `offset`."""
+    y = xp.matmul(x, _constant(matrix.T, x))
+    if offset is not None:
+        y = xp.add(y, _constant(offset, x))
+    return y
+
+
+def rgb_to_ycbcr(rgb, xp=ops):
+    """Converts RGB in [0, 1] to BT.601 studio-swing YCbCr divided by 255."""
+    return _linear_map(rgb, _YCBCR_MATRIX, xp, offset=_YCBCR_OFFSET)
+
+
+def ycbcr_to_rgb(ycbcr, xp=ops):
+    """Inverse of `rgb_to_ycbcr` (not clipped to [0, 1])."""
+    return _linear_map(
+        xp.add(ycbcr, _constant(-_YCBCR_OFFSET, ycbcr)), _RGB_MATRIX, xp
+    )
+
+
+def rgb_to_lab(rgb, xp=ops):
+    """Converts sRGB in [0, 1] to CIE Lab (D65, 2 degrees)."""
+    # sRGB transfer function. `maximum` keeps the untaken branch of
+    # `where` finite, so that gradients do not become NaN.
+    gamma = xp.power(
+        (xp.maximum(rgb, 0.04045) + 0.055) / 1.055, 2.4
+    )
+    linear = xp.where(rgb > 0.04045, gamma, rgb / 12.92)
+    xyz = _linear_map(linear, _NORMALIZED_XYZ_MATRIX, xp)
+    f = xp.where(
+        xyz > _LAB_EPSILON,
+        xp.power(xp.maximum(xyz, _LAB_EPSILON), 1.0 / 3.0),
+        xyz * _LAB_KAPPA + _LAB_DELTA,
+    )
+    fx, fy, fz = f[..., 0:1], f[..., 1:2], f[..., 2:3]
+    return xp.concatenate(
+        [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1
+    )
+
+
+def lab_to_rgb(lab, xp=ops):
+    """Inverse of `rgb_to_lab` (not clipped to [0, 1])."""
+    lightness, a, b = lab[..., 0:1], lab[..., 1:2], lab[..., 2:3]
+    fy = (lightness + 16.0) / 116.0
+    f = xp.concatenate([fy + a / 500.0, fy, fy - b / 200.0], axis=-1)
+    xyz = xp.where(
+        f > _LAB_INVERSE_EPSILON,
+        f * f * f,
+        (f - _LAB_DELTA) / _LAB_KAPPA,
+    )
+    linear = _linear_map(xyz, _LINEAR_RGB_MATRIX, xp)
+    gamma = (
+        1.055 * xp.power(xp.maximum(linear, 0.0031308), 1.0 / 2.4) - 0.055
+    )
+    return xp.where(linear > 0.0031308, gamma, linear * 12.92)
+
+
+class _ColorConversion(keras.layers.Layer):
+    """Base class: a stateless per-pixel conversion of 3 channels."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.input_spec = keras.layers.InputSpec(min_ndim=1, axes={-1: 3})
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class RGBToYCbCr(_ColorConversion):
+    """Converts RGB to ITU-R BT.601 YCbCr, the tensorflow-io convention.
+
+    Studio-swing Y'CbCr divided by 255: for RGB in [0, 1], Y is in
+    [16/255, 235/255] and Cb, Cr in [16/255, 240/255]. Works on any
+    rank; the last axis holds the channels.
+
+    Args:
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        `(..., 3)`: RGB in [0, 1].
+
+    Output shape:
+        `(..., 3)`: Y, Cb, Cr.
+
+    Example:
+
+    >>> ycbcr = RGBToYCbCr()(np.ones((1, 2, 2, 3), "float32"))
+    >>> np.round(ops.convert_to_numpy(ycbcr)[0, 0, 0] * 255, 3)
+    array([235., 128., 128.], dtype=float32)
+    """
+
+    def call(self, inputs):
+        return rgb_to_ycbcr(inputs)
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class YCbCrToRGB(_ColorConversion):
+    """Converts BT.601 YCbCr (divided by 255) back to RGB.
+
+    The inverse of `RGBToYCbCr`. The output is not clipped: YCbCr values
+    outside the RGB cube give RGB values outside [0, 1].
+
+    Args:
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        `(..., 3)`: Y, Cb, Cr.
+
+    Output shape:
+        `(..., 3)`: RGB.
+    """
+
+    def call(self, inputs):
+        return ycbcr_to_rgb(inputs)
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class RGBToLab(_ColorConversion):
+    """Converts sRGB to CIE Lab (D65 illuminant, 2 degree observer).
+
+    The same formulas and constants as `tfio.experimental.color.rgb_to_lab`
+    and `skimage.color.rgb2lab`. L is in [0, 100]; a and b are about in
+    [-110, 110].
+
+    Args:
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        `(..., 3)`: sRGB in [0, 1].
+
+    Output shape:
+        `(..., 3)`: L, a, b.
+
+    Example:
+
+    >>> lab = RGBToLab()(np.ones((1, 3), "float32"))
+    >>> np.round(ops.convert_to_numpy(lab), 2)
+    array([[100.,   0.,   0.]], dtype=float32)
+    """
+
+    def call(self, inputs):
+        return rgb_to_lab(inputs)
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class LabToRGB(_ColorConversion):
+    """Converts CIE Lab (D65, 2 degrees) back to sRGB.
+
+    The inverse of `RGBToLab`. The output is not clipped: Lab colors
+    outside the sRGB gamut give values outside [0, 1].
+
+    Args:
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        `(..., 3)`: L, a, b.
+
+    Output shape:
+        `(..., 3)`: sRGB.
+    """
+
+    def call(self, inputs):
+        return lab_to_rgb(inputs)

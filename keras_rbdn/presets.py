@@ -1,0 +1,144 @@
+"""Trained models shipped inside the package, loaded without network access.
+
+Each preset names a task, the RBDN configuration it was trained with and
+its weights file in `keras_rbdn/weights/`. `load(name)` rebuilds the
+network, loads the weights and wraps it into the end-to-end image model
+(`keras_rbdn.image_model`): float32 pixels in [0, 1] in, pixels out. How
+each was trained and how well it does is in the README's results table.
+"""
+
+import os
+
+import keras
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
+
+PRESETS = {
+    "denoise": {
+        "task": "denoise",
+        "description": "blind gray denoising, sigma 8-50 (0-255 scale)",
+        "network": {
+            "branches": 3,
+            "filters": 64,
+            "channels": 1,
+            "global_residual": True,
+        },
+        "weights": "denoise.weights.h5",
+    },
+    "relight": {
+        "task": "relight",
+        "description": "gray face relighting to frontal lighting (Yale B)",
+        "network": {"branches": 3, "filters": 32, "channels": 1},
+        "weights": "relight.weights.h5",
+    },
+    "colorize_ycbcr": {
+        "task": "colorize_ycbcr",
+        "description": "colorization, Y -> CbCr regression",
+        "network": {"branches": 3, "filters": 32},
+        "weights": "colorize_ycbcr.weights.h5",
+    },
+    "colorize_lab": {
+        "task": "colorize_lab",
+        "description": "colorization, L -> ab-bin classification",
+        "network": {"branches": 3, "filters": 32},
+        "weights": "colorize_lab.weights.h5",
+    },
+}
+
+
+def weights_path(name):
+    """Path of a preset's shipped weights file (which may not exist)."""
+    return os.path.join(WEIGHTS_DIR, _get_preset(name)["weights"])
+
+
+def _get_preset(name):
+    if name not in PRESETS:
+        raise ValueError(
+            f"Unknown shipped model. Available: {sorted(PRESETS)}. "
+            f"Received: name={name!r}"
+        )
+    return PRESETS[name]
+
+
+def available():
+    """Names of the presets whose weights are shipped in this install."""
+    return [name for name in PRESETS if os.path.exists(weights_path(name))]
+
+
+def build_network(name):
+    """The untrained RBDN of a preset, as configured for training."""
+    from keras_rbdn.models import build
+
+    preset = _get_preset(name)
+    return build(task=preset["task"], **preset["network"])
+
+
+def load(name, network_only=False, task=None):
+    """Loads a shipped model by name, or a saved model from a file.
+
+    Args:
+        name: str or path-like. A shipped model, `"denoise"`, `"relight"`,
+            `"colorize_ycbcr"` or `"colorize_lab"` (weights inside the
+            package, no download); or the path of a `.keras` file holding
+            an image model or a bare RBDN (then `task` says what it does).
+        network_only: bool. Return the bare RBDN instead of the image
+            model. Defaults to `False`.
+        task: str or `None`. For a `.keras` file holding a bare network:
+            the task to wrap it for. Defaults to `None` (`"denoise"`).
+
+    Returns:
+        A Keras model. By default the image model: float32 images
+        `(batch, height, width, channels)` in [0, 1] in, images in [0, 1]
+        out (RGB for the colorizers).
+
+    Example:
+
+    >>> model = keras_rbdn.load("denoise")
+    >>> clean = model.predict(noisy[None])[0]
+    """
+    from keras_rbdn.models import image_model
+
+    name = os.fspath(name)
+    if name in PRESETS:
+        preset = PRESETS[name]
+        path = weights_path(name)
+        if not os.path.exists(path):
+            raise ValueError(
+                f"The shipped model {name!r} is not included in this "
+                f"version (no {path}). Shipped: {available()}"
+            )
+        network = build_network(name)
+        network.load_weights(path)
+        if network_only:
+            return network
+        return image_model(network, preset["task"], name=name)
+    if name.endswith(".keras"):
+        if not os.path.isfile(name):
+            raise ValueError(f"{name}: no such model file")
+        model = keras.saving.load_model(name, compile=False)
+        from keras_rbdn.models.rbdn import RBDN
+
+        if isinstance(model, RBDN) and not network_only:
+            return image_model(model, task or "denoise")
+        return model
+    raise ValueError(
+        f"Unknown model {name!r}: pass a shipped model name "
+        f"({', '.join(sorted(PRESETS))}) or a `.keras` file"
+    )
+
+
+def save_weights(network, path):
+    """Writes an RBDN's weights (no optimizer state), atomically.
+
+    Args:
+        network: The trained RBDN (not the training model around it).
+        path: str. Destination ending in `.weights.h5`.
+    """
+    partial = os.path.join(
+        os.path.dirname(os.path.abspath(path)),
+        f".partial-{os.getpid()}.weights.h5",
+    )
+    fresh = keras.models.clone_model(network)
+    fresh.set_weights(network.get_weights())
+    fresh.save_weights(partial)
+    os.replace(partial, path)

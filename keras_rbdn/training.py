@@ -1,0 +1,252 @@
+"""Training runs that survive being killed, on one device or several.
+
+`fit` wraps `keras.Model.fit` with what every recipe needs:
+
+- a checkpoint at the end of every epoch (weights and optimizer state),
+  written to a temporary file and renamed into place, so that a run killed
+  at any moment leaves either the previous or the new checkpoint, never a
+  partial one;
+- resume: calling `fit` again with the same `run_dir` restores the last
+  checkpoint and continues from the epoch after it;
+- TensorBoard logs and a CSV log (with the seconds each epoch took) in
+  `run_dir`;
+- `distribute=True`: data-parallel training on every local device, with
+  `keras.distribution.DataParallel` on JAX and
+  `tf.distribute.MirroredStrategy` on TensorFlow.
+"""
+
+import contextlib
+import os
+import re
+import time
+import warnings
+
+import keras
+
+CHECKPOINT_SUFFIX = ".weights.h5"
+_CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{4,})\.weights\.h5$")
+
+
+def checkpoint_path(run_dir, epoch):
+    """Path of the checkpoint written after `epoch` (counted from 1)."""
+    return os.path.join(run_dir, f"epoch-{epoch:04d}{CHECKPOINT_SUFFIX}")
+
+
+def latest_checkpoint(run_dir):
+    """Returns `(path, epoch)` of the newest checkpoint, or `(None, 0)`.
+
+    Only complete checkpoints are considered: partial ones carry a
+    temporary name until they are renamed into place.
+    """
+    if not os.path.isdir(run_dir):
+        return None, 0
+    epochs = [
+        int(match.group(1))
+        for match in map(_CHECKPOINT_PATTERN.match, os.listdir(run_dir))
+        if match
+    ]
+    if not epochs:
+        return None, 0
+    epoch = max(epochs)
+    return checkpoint_path(run_dir, epoch), epoch
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves weights and optimizer state atomically after every epoch.
+
+    Args:
+        run_dir: str. Folder of the checkpoints, `epoch-NNNN.weights.h5`.
+        keep: int. How many of the newest checkpoints to keep. Defaults to
+            `2`.
+    """
+
+    def __init__(self, run_dir, keep=2):
+        super().__init__()
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(
+                f"`keep` must be a positive integer. Received: keep={keep!r}"
+            )
+        self.run_dir = run_dir
+        self.keep = keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.run_dir, exist_ok=True)
+        path = checkpoint_path(self.run_dir, epoch + 1)
+        # Keras wants the `.weights.h5` ending, so the temporary name keeps
+        # it; it does not match the checkpoint pattern.
+        partial = os.path.join(
+            self.run_dir, f".partial-{os.getpid()}{CHECKPOINT_SUFFIX}"
+        )
+        self.model.save_weights(partial)
+        os.replace(partial, path)
+        for old_epoch in range(1, epoch + 2 - self.keep):
+            old_path = checkpoint_path(self.run_dir, old_epoch)
+            if os.path.exists(old_path):
+                os.remove(old_path)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds`, the wall-clock time of each epoch, to the logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+def restore_checkpoint(model, run_dir):
+    """Loads the newest checkpoint of `run_dir` into a compiled `model`.
+
+    Args:
+        model: A compiled `keras.Model`, built with the same configuration
+            as the one that wrote the checkpoint.
+        run_dir: str. Folder of the checkpoints.
+
+    Returns:
+        The number of epochs already trained (0 when there is no
+        checkpoint).
+    """
+    path, epoch = latest_checkpoint(run_dir)
+    if path is None:
+        return 0
+    if getattr(model, "optimizer", None) is not None:
+        # The optimizer's variables must exist to receive their state.
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    return epoch
+
+
+def local_devices():
+    """Names of the devices `distribute=True` trains on, for this backend."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return keras.distribution.list_devices()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU")
+        devices = devices or tf.config.list_logical_devices("CPU")
+        return [device.name for device in devices]
+    return [keras.backend.backend()]
+
+
+def distribution_scope(distribute):
+    """Context in which to build, compile and fit a data-parallel model.
+
+    Args:
+        distribute: bool. `False` returns a no-op context. `True` uses every
+            local device: `keras.distribution.DataParallel` on JAX,
+            `tf.distribute.MirroredStrategy` on TensorFlow (GPUs if any,
+            otherwise the logical CPU devices).
+
+    Returns:
+        A context manager.
+    """
+    if not distribute:
+        return contextlib.nullcontext()
+    backend = keras.backend.backend()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        return keras.distribution.DataParallel(devices=devices).scope()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy(local_devices()).scope()
+    raise ValueError(
+        "`distribute=True` is supported on the JAX and TensorFlow backends. "
+        f"Received: distribute=True with KERAS_BACKEND={backend!r}"
+    )
+
+
+def _tensorboard(log_dir):
+    """A TensorBoard callback, or none (with a warning) without tensorboard."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        warnings.warn(
+            "TensorBoard logs are off: install `tensorboard` (the `train` "
+            "extra) to get them.",
+            stacklevel=3,
+        )
+        return []
+    return [keras.callbacks.TensorBoard(log_dir)]
+
+
+def fit(
+    build_model,
+    train_data,
+    epochs,
+    run_dir,
+    validation_data=None,
+    steps_per_epoch=None,
+    validation_steps=None,
+    distribute=False,
+    callbacks=None,
+    verbose="auto",
+    keep_checkpoints=2,
+):
+    """Trains a model with per-epoch checkpoints, resuming a killed run.
+
+    Args:
+        build_model: callable. Returns a compiled `keras.Model`. Called
+            inside the distribution scope, so that variables are placed on
+            every device.
+        train_data: Training data accepted by `keras.Model.fit` (a
+            `tf.data.Dataset` or a `keras.utils.PyDataset`).
+        epochs: int. Total number of epochs, counting those already done by
+            an earlier run in `run_dir`.
+        run_dir: str. Folder for checkpoints (`epoch-NNNN.weights.h5`),
+            TensorBoard logs (`logs/`) and `history.csv`.
+        validation_data: Validation data, evaluated after every epoch.
+            Defaults to `None`.
+        steps_per_epoch: int or `None`. Training batches per epoch.
+            Defaults to `None` (one pass over `train_data`).
+        validation_steps: int or `None`. Validation batches. Defaults to
+            `None`.
+        distribute: bool. Data-parallel training on every local device; see
+            `distribution_scope`. Defaults to `False`.
+        callbacks: list of `keras.callbacks.Callback` or `None`. Extra
+            callbacks. Defaults to `None`.
+        verbose: Passed to `keras.Model.fit` (`"auto"` shows progress
+            bars). Defaults to `"auto"`.
+        keep_checkpoints: int. Newest checkpoints to keep. Defaults to `2`.
+
+    Returns:
+        A tuple `(model, history)`; `history` is `None` when the run had
+        already reached `epochs`.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"`epochs` must be a positive integer. Received: epochs={epochs!r}"
+        )
+    os.makedirs(run_dir, exist_ok=True)
+    with distribution_scope(distribute):
+        model = build_model()
+        initial_epoch = restore_checkpoint(model, run_dir)
+        if initial_epoch:
+            print(f"Resuming from epoch {initial_epoch} of {run_dir}")
+        if initial_epoch >= epochs:
+            return model, None
+        history = model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            verbose=verbose,
+            callbacks=[
+                EpochTimer(),
+                keras.callbacks.CSVLogger(
+                    os.path.join(run_dir, "history.csv"), append=True
+                ),
+                *_tensorboard(os.path.join(run_dir, "logs")),
+                *(callbacks or []),
+                # Last, so that a checkpoint is only written once the
+                # other callbacks have seen the epoch.
+                EpochCheckpoint(run_dir, keep=keep_checkpoints),
+            ],
+        )
+    return model, history

@@ -1,0 +1,107 @@
+"""Export every shipped model to `savedmodels/` for TF Serving.
+
+Run (from the repository root):
+
+    python recipes/export_savedmodels.py
+
+It always runs the TensorFlow backend: its graphs are plain TensorFlow ops
+that TF Serving runs on any device, where a JAX export holds the network
+as one `XlaCallModule` op compiled for the exporting platform.
+
+What it does: for each shipped model whose weights are in the package
+(`keras_rbdn.presets.available()`), load it (`keras_rbdn.load(name)`, the
+end-to-end pixels-in, pixels-out model), export it with
+`keras_rbdn.export` to `savedmodels/<name>/<version>/`, then reload the
+SavedModel with TensorFlow alone and check it against the Keras model on
+an odd-sized image. `--readme-example` also prints the response of the
+`denoise` model to the README's REST request, to paste into the README's
+"Serving" section.
+"""
+
+import argparse
+import json
+import os
+import re
+
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_rbdn  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", default=os.path.join(ROOT, "savedmodels"))
+    parser.add_argument("--version", type=int, default=1)
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        help="shipped model names (default: every shipped model)",
+    )
+    parser.add_argument(
+        "--readme-example",
+        action="store_true",
+        help="print the denoise model's answer to the README request",
+    )
+    return parser.parse_args(argv)
+
+
+def check(model, directory, seed=0):
+    """Max abs difference, float32 signature vs the Keras model, 37x29."""
+    channels = model.inputs[0].shape[-1]
+    rng = np.random.default_rng(seed)
+    # 37 x 29 pads to 48 x 32 with 16-pixel multiples (3 branches); the
+    # Keras model runs on the same reflected padding.
+    images = rng.random((1, 37, 29, channels)).astype("float32")
+    served = tf.saved_model.load(directory).signatures["serving_float32"]
+    output = served(images=tf.constant(images))["output_images"].numpy()
+    padded = np.pad(images, [(0, 0), (0, 11), (0, 3), (0, 0)], "reflect")
+    expected = keras.ops.convert_to_numpy(model(padded, training=False))
+    expected = np.clip(expected[:, :37, :29], 0.0, 1.0)
+    return float(np.max(np.abs(output - expected)))
+
+
+def readme_example(directory):
+    """The README's REST request through the SavedModel, as JSON."""
+    with open(os.path.join(ROOT, "README.md")) as file:
+        section = file.read().split("## Serving", 1)[1].split("\n## ", 1)[0]
+    request = json.loads(re.findall(r"```json\n(.*?)```", section, re.S)[0])
+    served = tf.saved_model.load(directory).signatures["serving_default"]
+    images = tf.constant(np.asarray(request["instances"], "uint8"))
+    output = served(images=images)["output_images"].numpy()
+    return json.dumps({"predictions": output.tolist()})
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    names = args.models or keras_rbdn.presets.available()
+    if not names:
+        raise SystemExit(
+            "No shipped weights in this install "
+            f"({keras_rbdn.presets.WEIGHTS_DIR}); nothing to export."
+        )
+    for name in names:
+        model = keras_rbdn.load(name)
+        directory = keras_rbdn.export(
+            model,
+            args.output,
+            version=args.version,
+            name=name,
+            overwrite=True,
+        )
+        difference = check(model, directory)
+        print(f"{name}: {directory}, max |SavedModel - Keras| {difference:.2e}")
+        if difference > 1e-4:
+            raise SystemExit(f"{name}: the export does not match Keras")
+        if args.readme_example and name == "denoise":
+            print("README response:", readme_example(directory))
+
+
+if __name__ == "__main__":
+    main()

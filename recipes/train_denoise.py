@@ -1,0 +1,184 @@
+"""Train RBDN for blind gray-image denoising.
+
+Run (the paper's crop 128 and batch 64; see the README for the CPU run):
+
+    KERAS_BACKEND=jax python recipes/train_denoise.py \
+        ../shared/data/denoise/train400 --run-dir runs/denoise
+
+Kill it at any time and start the same command again: it continues from the
+last epoch's checkpoint. `--distribute` trains on every local device
+(JAX and TensorFlow backends).
+
+What it does: random crops (with flips and 90-degree rotations) of the gray
+training images, additive white Gaussian noise with a standard deviation
+drawn per image from U[sigma_min, sigma_max] (on the 0-255 scale; the
+paper's blind range [8, 50] by default), MSE between the network's output
+and the clean crop, Adam. The last images of the folder (in sorted order)
+are held out for validation with fixed noise draws at sigma 25.
+"""
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_rbdn  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data_dir", help="folder of clean training images")
+    parser.add_argument("--run-dir", default="runs/denoise")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--steps-per-epoch", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--sigma-min", type=float, default=8.0)
+    parser.add_argument("--sigma-max", type=float, default=50.0)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--validation-images", type=int, default=16)
+    parser.add_argument("--branches", type=int, default=3)
+    parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--trunk-depth", type=int, default=9)
+    parser.add_argument(
+        "--global-residual",
+        action="store_true",
+        help="predict the noise and subtract it (not in the paper)",
+    )
+    parser.add_argument("--distribute", action="store_true")
+    parser.add_argument(
+        "--export", help="write the final weights (no optimizer) here"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", default="auto")
+    return parser.parse_args(argv)
+
+
+# ## Data
+
+
+def augment(image, crop):
+    """Random crop, horizontal flip and 90-degree rotation."""
+    image = tf.image.random_crop(image, [crop, crop, 1])
+    image = tf.image.random_flip_left_right(image)
+    return tf.image.rot90(image, tf.random.uniform([], 0, 4, tf.int32))
+
+
+def make_datasets(args):
+    images = keras_rbdn.inference.read_folder(args.data_dir, mode="gray")
+    if len(images) <= args.validation_images:
+        raise SystemExit(
+            f"{args.data_dir}: {len(images)} images, need more than "
+            f"--validation-images={args.validation_images}"
+        )
+    train_images = images[: len(images) - args.validation_images]
+    validation_images = images[len(images) - args.validation_images :]
+    smallest = min(min(image.shape[:2]) for image in train_images)
+    crop = min(args.crop, smallest)
+
+    # The clean crops are the inputs and the targets: the noise is added
+    # by the model's first layer, on the accelerator, at training time only.
+    train = (
+        tf.data.Dataset.from_generator(
+            lambda: iter(train_images),
+            output_signature=tf.TensorSpec((None, None, 1), tf.float32),
+        )
+        .cache()
+        .repeat()
+        .shuffle(len(train_images), seed=args.seed)
+        .map(lambda image: augment(image, crop), tf.data.AUTOTUNE)
+        .map(lambda image: (image, image))
+        .batch(args.batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+    # Validation: fixed centre crops and fixed noise at sigma 25.
+    rng = np.random.default_rng(1234)
+    clean = np.stack(
+        [center_crop(image, crop) for image in validation_images]
+    ).astype("float32")
+    noisy = clean + rng.standard_normal(clean.shape).astype("float32") * (
+        25.0 / 255.0
+    )
+    batch = max(1, min(args.batch_size, len(clean)))
+    validation = tf.data.Dataset.from_tensor_slices((noisy, clean)).batch(
+        batch
+    )
+    return train, validation
+
+
+def center_crop(image, size):
+    top = (image.shape[0] - size) // 2
+    left = (image.shape[1] - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+# ## Model
+
+
+def make_build_model(args):
+    def build_model():
+        network = keras_rbdn.build(
+            branches=args.branches,
+            task="denoise",
+            filters=args.filters,
+            trunk_depth=args.trunk_depth,
+            global_residual=args.global_residual,
+        )
+        # Training model: clean image -> noisy image (random level per
+        # image, identity outside training) -> network.
+        clean = keras.Input((None, None, 1), name="clean")
+        noisy = keras_rbdn.layers.RandomGaussianNoise(
+            sigma_range=(args.sigma_min, args.sigma_max), seed=args.seed
+        )(clean)
+        model = keras.Model(clean, network(noisy), name="denoise_trainer")
+        schedule = keras.optimizers.schedules.CosineDecay(
+            args.learning_rate,
+            decay_steps=args.epochs * args.steps_per_epoch,
+            alpha=0.05,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss=keras_rbdn.TASKS["denoise"].loss,
+        )
+        return model
+
+    return build_model
+
+
+def find_network(model):
+    """The RBDN inside the training model."""
+    return next(
+        layer for layer in model.layers if isinstance(layer, keras_rbdn.RBDN)
+    )
+
+
+# ## Training
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    train, validation = make_datasets(args)
+    model, _ = keras_rbdn.training.fit(
+        make_build_model(args),
+        train,
+        epochs=args.epochs,
+        run_dir=args.run_dir,
+        validation_data=validation,
+        steps_per_epoch=args.steps_per_epoch,
+        distribute=args.distribute,
+        verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
+    )
+    if args.export:
+        keras_rbdn.presets.save_weights(find_network(model), args.export)
+        print(f"Wrote {args.export}")
+    return model
+
+
+if __name__ == "__main__":
+    main()

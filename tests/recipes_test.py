@@ -1,0 +1,130 @@
+"""The recipes, run end to end on tiny generated data."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_rbdn
+from keras_rbdn import training
+
+RECIPES = os.path.join(os.path.dirname(__file__), "..", "recipes")
+TINY = [
+    "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2",
+    "--branches", "1", "--filters", "4", "--trunk-depth", "1",
+    "--verbose", "0",
+]  # fmt: skip
+
+
+def recipe(name):
+    path = os.path.join(RECIPES, f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def image_folder(folder, count, shape, extension=".png", seed=0):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        pixels = rng.integers(0, 256, shape, "uint8")
+        Image.fromarray(pixels).save(folder / f"{index:02d}{extension}")
+    return str(folder)
+
+
+def yale_folder(root, subjects=4):
+    rng = np.random.default_rng(0)
+    for number in range(1, subjects + 1):
+        subject = f"yaleB{number:02d}"
+        (root / subject).mkdir(parents=True)
+        for lighting in ("A+000E+00", "A+010E+00", "A-035E+20"):
+            pixels = rng.integers(0, 256, (24, 20), "uint8")
+            Image.fromarray(pixels).save(
+                root / subject / f"{subject}_P00{lighting}.png"
+            )
+    return str(root)
+
+
+@pytest.mark.slow
+class TrainingRecipesTest:
+    def test_train_denoise_and_export(self, tmp_path):
+        data = image_folder(tmp_path / "train", 6, (40, 36))
+        run_dir = str(tmp_path / "run")
+        exported = str(tmp_path / "denoise.weights.h5")
+        recipe("train_denoise").main(
+            [data, "--run-dir", run_dir, "--crop", "16", *TINY,
+             "--validation-images", "2", "--export", exported]
+        )  # fmt: skip
+        assert training.latest_checkpoint(run_dir)[1] == 1
+        network = keras_rbdn.build(branches=1, task="denoise", c=4, D=1)
+        network.load_weights(exported)
+
+    @pytest.mark.parametrize("space", ["ycbcr", "lab"])
+    def test_train_colorize(self, tmp_path, space):
+        data = image_folder(tmp_path / "color", 5, (30, 26, 3), ".jpg")
+        run_dir = str(tmp_path / "run")
+        recipe("train_colorize").main(
+            [data, "--space", space, "--run-dir", run_dir, "--crop", "16",
+             *TINY, "--validation-images", "2"]
+        )  # fmt: skip
+        assert training.latest_checkpoint(run_dir)[1] == 1
+        if space == "lab":
+            assert os.path.exists(os.path.join(run_dir, "ab_prior.npz"))
+
+    def test_train_relight_splits_by_subject(self, tmp_path):
+        data = yale_folder(tmp_path / "yale")
+        run_dir = str(tmp_path / "run")
+        recipe("train_relight").main(
+            [data, "--run-dir", run_dir, *TINY, "--validation-subjects", "1"]
+        )
+        split = open(os.path.join(run_dir, "split.txt")).read().split("\n")
+        train = set(split[0].split()[1:])
+        validation = set(split[1].split()[1:])
+        assert len(validation) == 1 and len(train) == 3
+        assert not train & validation
+        assert training.latest_checkpoint(run_dir)[1] == 1
+
+
+@pytest.mark.slow
+class EvaluateRecipeTest:
+    def test_all_sections(self, tmp_path):
+        data = tmp_path / "data"
+        for name in ("bsd68", "set12"):
+            image_folder(data / "denoise" / name, 2, (24, 20))
+        image_folder(data / "color" / "cbsd68", 2, (24, 20, 3))
+        yale_folder(data / "relight")
+        denoiser = str(tmp_path / "denoiser.keras")
+        keras_rbdn.build(branches=1, task="denoise", c=4, D=1).save(denoiser)
+        colorizer = str(tmp_path / "colorizer.keras")
+        network = keras_rbdn.build(branches=1, task="colorize_ycbcr", c=4, D=1)
+        keras_rbdn.image_model(network, "colorize_ycbcr").save(colorizer)
+        output = str(tmp_path / "results.md")
+        text = recipe("evaluate").main(
+            ["--data", str(data), "--denoise", denoiser, "--relight",
+             denoiser, "--colorize", colorizer, "--sigmas", "25",
+             "--validation-subjects", "1", "--output", output]
+        )  # fmt: skip
+        assert open(output).read() == text
+        assert "BSD68 s=25" in text and "(quoted)" in text
+        assert "identity (input as it is)" in text
+        assert "gray (no color)" in text
+        # The gray baseline has no chroma.
+        assert "| gray (no color) |" in text
+        gray_row = next(
+            line for line in text.splitlines() if "gray (no color)" in line
+        )
+        assert gray_row.rstrip(" |").endswith("0.00")
+
+
+@pytest.mark.slow
+def test_demo_prints_psnr_and_writes_png(tmp_path, capsys):
+    output = str(tmp_path / "demo.png")
+    recipe("demo").main(
+        ["--size", "64", "--fit-seconds", "2", "--output", output]
+    )
+    printed = capsys.readouterr().out
+    assert "PSNR before" in printed and "PSNR after" in printed
+    assert np.asarray(Image.open(output)).shape == (64, 128)
