@@ -196,9 +196,7 @@ def _parser():
         default=os.path.join("..", "shared", "data"),
         help="data root holding denoise/bsd68 and denoise/set12",
     )
-    sub.add_argument(
-        "--sigmas", type=float, nargs="+", default=[15, 25, 50]
-    )
+    sub.add_argument("--sigmas", type=float, nargs="+", default=[15, 25, 50])
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--limit", type=int, help="first N images per set")
     sub.add_argument("--tile-size", type=int, default=1024)

@@ -22,13 +22,9 @@ DENOISE_SIGMAS = (15, 25, 50)
 # project's design notes (docs/design.md); `None` where none is quoted.
 REFERENCE_DENOISING = {
     "BM3D (bm3d 4.0.3; quoted)": {"bsd68": (None, 28.62, 25.69)},
-    "DnCNN-B, released weights (quoted)": {
-        "bsd68": (31.62, 29.17, 26.22)
-    },
+    "DnCNN-B, released weights (quoted)": {"bsd68": (31.62, 29.17, 26.22)},
     "DRUNet, published (quoted)": {"bsd68": (31.91, 29.48, 26.59)},
-    "RBDN paper, own 300-image set (quoted)": {
-        "bsd68": (None, 28.77, 25.80)
-    },
+    "RBDN paper, own 300-image set (quoted)": {"bsd68": (None, 28.77, 25.80)},
 }
 
 
@@ -156,7 +152,7 @@ def denoising_table(rows, sets=DENOISE_SETS, sigmas=DENOISE_SIGMAS):
         cells = [method]
         for name in sets:
             for index in range(len(sigmas)):
-                quoted = dict(zip(DENOISE_SIGMAS, range(3)))
+                quoted = dict(zip(DENOISE_SIGMAS, range(3), strict=True))
                 position = quoted.get(sigmas[index])
                 values = by_set.get(name)
                 cells.append(
@@ -226,7 +222,7 @@ def evaluate_relighter(model, inputs, targets):
         A dict with `psnr` and `ssim`.
     """
     scores = []
-    for face, target in zip(inputs, targets):
+    for face, target in zip(inputs, targets, strict=True):
         output = face if model is None else inference.apply_model(model, face)
         scores.append(_psnr_ssim(target, output))
     psnr, ssim = np.mean(scores, axis=0)

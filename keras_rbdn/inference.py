@@ -293,7 +293,8 @@ def write_image(path, pixels, alpha=None, bit_depth=8, overwrite=False):
     directory = os.path.dirname(os.path.abspath(path))
     try:
         descriptor, partial = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".partial",
+            prefix=f".{os.path.basename(path)}.",
+            suffix=".partial",
             dir=directory,
         )
     except OSError as error:

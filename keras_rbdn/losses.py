@@ -75,7 +75,8 @@ def class_rebalancing_weights(
     """
     if not 0 <= uniform_mix <= 1:
         raise ValueError(
-            f"`uniform_mix` must be in [0, 1]. Received: uniform_mix={uniform_mix}"
+            "`uniform_mix` must be in [0, 1]. "
+            f"Received: uniform_mix={uniform_mix}"
         )
     smoothed = smooth_ab_prior(prior, sigma, grid_size)
     mixed = (1.0 - uniform_mix) * smoothed + uniform_mix / len(smoothed)

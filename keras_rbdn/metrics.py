@@ -67,6 +67,7 @@ def ssim(
     y_pred = ops.cast(y_pred, "float32")
     shape = ops.shape(y_true)
     height, width = shape[1], shape[2]
+
     # Channels go into the batch, so one single-channel filter serves all.
     def planes(x):
         x = ops.transpose(x, (0, 3, 1, 2))

@@ -28,19 +28,19 @@ PRESETS = {
     "relight": {
         "task": "relight",
         "description": "gray face relighting to frontal lighting (Yale B)",
-        "network": {"branches": 3, "filters": 32, "channels": 1},
+        "network": {"branches": 3, "filters": 16, "channels": 1},
         "weights": "relight.weights.h5",
     },
     "colorize_ycbcr": {
         "task": "colorize_ycbcr",
         "description": "colorization, Y -> CbCr regression",
-        "network": {"branches": 3, "filters": 32},
+        "network": {"branches": 3, "filters": 16},
         "weights": "colorize_ycbcr.weights.h5",
     },
     "colorize_lab": {
         "task": "colorize_lab",
         "description": "colorization, L -> ab-bin classification",
-        "network": {"branches": 3, "filters": 32},
+        "network": {"branches": 3, "filters": 16, "kernel_size": 3},
         "weights": "colorize_lab.weights.h5",
     },
 }

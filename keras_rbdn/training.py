@@ -250,3 +250,43 @@ def fit(
             ],
         )
     return model, history
+
+
+def recalibrate_batch_norm(model, batches):
+    """Re-estimates every batch normalization's statistics ("precise BN").
+
+    During training the moving mean and variance trail the weights (an
+    exponential average with momentum 0.99 over batches computed with
+    older weights), which makes inference-mode outputs noisier than the
+    weights deserve, more so with small batches. This replaces them by the
+    plain average of the batch statistics over `batches`, computed with the
+    final weights. Only the moving statistics change.
+
+    Args:
+        model: A Keras model holding `BatchNormalization` layers.
+        batches: iterable of input batches, as the model takes them (for a
+            training model that adds noise, clean batches: the noise layer
+            runs too).
+
+    Returns:
+        The number of batches used.
+    """
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    momenta = [layer.momentum for layer in layers]
+    count = 0
+    try:
+        for batch in batches:
+            count += 1
+            for layer in layers:
+                # moving = momentum * moving + (1 - momentum) * batch: with
+                # momentum 1 - 1/count this is the running average.
+                layer.momentum = 1.0 - 1.0 / count
+            model(batch, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return count

@@ -28,15 +28,21 @@ ASSETS = os.path.join(os.path.dirname(keras_rbdn.__file__), "assets")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--image", default=os.path.join(ASSETS, "camera.png")
-    )
+    parser.add_argument("--image", default=os.path.join(ASSETS, "camera.png"))
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--output", default=os.path.join("outputs", "demo.png"))
-    parser.add_argument("--size", type=int, default=None,
-                        help="use only the top-left SIZE x SIZE crop")
-    parser.add_argument("--fit-seconds", type=float, default=60.0,
-                        help="fallback training time without a shipped model")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="use only the top-left SIZE x SIZE crop",
+    )
+    parser.add_argument(
+        "--fit-seconds",
+        type=float,
+        default=60.0,
+        help="fallback training time without a shipped model",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -55,8 +61,9 @@ def fallback_model(noisy, seconds, seed):
     Without clean images, the network learns to remove the extra noise it
     is given (a Noisier2Noise-style stand-in, not the paper's training).
     """
-    network = keras_rbdn.build(branches=2, task="denoise", c=16, D=3,
-                               global_residual=True)
+    network = keras_rbdn.build(
+        branches=2, task="denoise", c=16, D=3, global_residual=True
+    )
     network.compile(optimizer=keras.optimizers.Adam(2e-3), loss="mse")
     rng = np.random.default_rng(seed)
     deadline = time.perf_counter() + seconds
@@ -66,7 +73,10 @@ def fallback_model(noisy, seconds, seed):
         tops = rng.integers(0, height - size + 1, 16)
         lefts = rng.integers(0, width - size + 1, 16)
         crops = np.stack(
-            [noisy[t : t + size, s : s + size] for t, s in zip(tops, lefts)]
+            [
+                noisy[t : t + size, s : s + size]
+                for t, s in zip(tops, lefts, strict=True)
+            ]
         )
         extra = rng.standard_normal(crops.shape).astype("float32") * 0.1
         network.train_on_batch(crops + extra, crops)
@@ -93,8 +103,10 @@ def main(argv=None):
         model = fallback_model(noisy, args.fit_seconds, args.seed)
     denoised = keras_rbdn.inference.apply_model(model, noisy)
 
-    print(f"Image: {args.image} {clean.shape[1]}x{clean.shape[0]}, "
-          f"noise sigma {args.sigma:g}")
+    print(
+        f"Image: {args.image} {clean.shape[1]}x{clean.shape[0]}, "
+        f"noise sigma {args.sigma:g}"
+    )
     print(f"PSNR before (noisy):  {psnr(clean, noisy):6.2f} dB")
     print(f"PSNR after (denoised): {psnr(clean, denoised):6.2f} dB")
     side_by_side = np.concatenate([noisy, np.clip(denoised, 0, 1)], axis=1)
@@ -102,8 +114,10 @@ def main(argv=None):
     if directory:
         os.makedirs(directory, exist_ok=True)
     keras_rbdn.inference.write_image(args.output, side_by_side, overwrite=True)
-    print(f"Wrote {args.output} (left: noisy, right: denoised) in "
-          f"{time.perf_counter() - start:.1f} s")
+    print(
+        f"Wrote {args.output} (left: noisy, right: denoised) in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -40,11 +40,19 @@ def parse_args(argv=None):
     parser.add_argument("--denoise", nargs="*", default=["denoise"])
     parser.add_argument("--relight", nargs="*", default=[])
     parser.add_argument("--colorize", nargs="*", default=[])
-    parser.add_argument("--sigmas", type=float, nargs="+",
-                        default=list(evaluation.DENOISE_SIGMAS))
+    parser.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=list(evaluation.DENOISE_SIGMAS),
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None,
-                        help="first N images of each set (quick checks)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="first N images of each set (quick checks)",
+    )
     parser.add_argument("--bm3d", action="store_true")
     parser.add_argument("--validation-subjects", type=float, default=0.2)
     parser.add_argument("--relight-seed", type=int, default=0)
@@ -78,14 +86,18 @@ def denoising_section(args):
             seconds.setdefault(label, []).extend(
                 result["seconds"] for result in results.values()
             )
-            print(f"{label} {name}: " + ", ".join(
-                f"s={sigma:g} {result['psnr']:.2f} dB"
-                for sigma, result in results.items()
-            ))
+            print(
+                f"{label} {name}: "
+                + ", ".join(
+                    f"s={sigma:g} {result['psnr']:.2f} dB"
+                    for sigma, result in results.items()
+                )
+            )
     table = evaluation.denoising_table(rows, sigmas=tuple(args.sigmas))
     timing = "; ".join(
-        f"{label}: {sum(values) / len(values):.2f} s" for label, values in
-        seconds.items() if "noisy" not in label
+        f"{label}: {sum(values) / len(values):.2f} s"
+        for label, values in seconds.items()
+        if "noisy" not in label
     )
     return (
         "## Denoising (gray, PSNR dB / SSIM)\n\n"
@@ -115,8 +127,9 @@ def relighting_section(args):
         model = None if name is None else keras_rbdn.load(name)
         result = evaluation.evaluate_relighter(model, inputs, targets)
         label = "identity (input as it is)" if name is None else name
-        lines.append(f"| {label} | {result['psnr']:.2f} | "
-                     f"{result['ssim']:.4f} |")
+        lines.append(
+            f"| {label} | {result['psnr']:.2f} | {result['ssim']:.4f} |"
+        )
         print(lines[-1])
     return "\n".join(lines) + "\n"
 
@@ -134,8 +147,10 @@ def colorization_section(args):
         result = evaluation.evaluate_colorizer(model, folder, limit=args.limit)
         target = result["target_chroma"]
         label = "gray (no color)" if name is None else name
-        lines.append(f"| {label} | {result['psnr']:.2f} | "
-                     f"{result['ssim']:.4f} | {result['chroma']:.2f} |")
+        lines.append(
+            f"| {label} | {result['psnr']:.2f} | "
+            f"{result['ssim']:.4f} | {result['chroma']:.2f} |"
+        )
         print(lines[-1])
     lines[1] = lines[1].format(target=f"{target:.2f}")
     return "\n".join(lines) + "\n"

@@ -46,10 +46,15 @@ def parse_args(argv=None):
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--validation-images", type=int, default=16)
-    parser.add_argument("--prior-pixels", type=int, default=10000,
-                        help="pixels per image counted for the ab prior")
+    parser.add_argument(
+        "--prior-pixels",
+        type=int,
+        default=10000,
+        help="pixels per image counted for the ab prior",
+    )
     parser.add_argument("--branches", type=int, default=3)
     parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--kernel-size", type=int, default=9)
     parser.add_argument("--trunk-depth", type=int, default=9)
     parser.add_argument("--distribute", action="store_true")
     parser.add_argument(
@@ -128,6 +133,7 @@ def make_build_model(args, loss):
             branches=args.branches,
             task=args.task,
             filters=args.filters,
+            kernel_size=args.kernel_size,
             trunk_depth=args.trunk_depth,
         )
         schedule = keras.optimizers.schedules.CosineDecay(

@@ -43,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument("--validation-images", type=int, default=16)
     parser.add_argument("--branches", type=int, default=3)
     parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--kernel-size", type=int, default=9)
     parser.add_argument("--trunk-depth", type=int, default=9)
     parser.add_argument(
         "--global-residual",
@@ -105,9 +106,7 @@ def make_datasets(args):
         25.0 / 255.0
     )
     batch = max(1, min(args.batch_size, len(clean)))
-    validation = tf.data.Dataset.from_tensor_slices((noisy, clean)).batch(
-        batch
-    )
+    validation = tf.data.Dataset.from_tensor_slices((noisy, clean)).batch(batch)
     return train, validation
 
 
@@ -126,6 +125,7 @@ def make_build_model(args):
             branches=args.branches,
             task="denoise",
             filters=args.filters,
+            kernel_size=args.kernel_size,
             trunk_depth=args.trunk_depth,
             global_residual=args.global_residual,
         )

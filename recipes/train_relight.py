@@ -34,13 +34,25 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--image-size", type=int, nargs=2, default=None,
-                        metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("HEIGHT", "WIDTH"),
+    )
     parser.add_argument("--validation-subjects", type=float, default=0.2)
     parser.add_argument("--lightings-per-subject", type=int, default=None)
+    parser.add_argument(
+        "--validation-pairs",
+        type=int,
+        default=None,
+        help="validate on an evenly spaced subset this big",
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--branches", type=int, default=3)
     parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--kernel-size", type=int, default=9)
     parser.add_argument("--trunk-depth", type=int, default=9)
     parser.add_argument("--distribute", action="store_true")
     parser.add_argument(
@@ -79,6 +91,10 @@ def make_datasets(args):
     validation_x, validation_y = keras_rbdn.data.load_relight_arrays(
         args.data_dir, validation_subjects, **load
     )
+    if args.validation_pairs and len(validation_x) > args.validation_pairs:
+        stride = -(-len(validation_x) // args.validation_pairs)
+        validation_x = validation_x[::stride]
+        validation_y = validation_y[::stride]
     print(
         f"{len(train_x)} training pairs ({len(train_subjects)} subjects), "
         f"{len(validation_x)} validation pairs ({validation_subjects})"
@@ -101,6 +117,7 @@ def make_build_model(args):
             branches=args.branches,
             task="relight",
             filters=args.filters,
+            kernel_size=args.kernel_size,
             trunk_depth=args.trunk_depth,
         )
         schedule = keras.optimizers.schedules.CosineDecay(

@@ -157,7 +157,7 @@ def train_variant(arguments, data, args):
 def run_study(args):
     data = load_data(args)
     os.makedirs(args.output_dir, exist_ok=True)
-    path = os.path.join(args.output_dir, "architecture_study.json")
+    path = os.path.join(args.output_dir, f"{args.name}.json")
     record = {"settings": None, "runs": {}}
     if os.path.exists(path) and args.resume:
         with open(path) as file:
@@ -196,7 +196,7 @@ def run_study(args):
         )
         with open(path, "w") as file:
             json.dump(record, file, indent=1)
-    write_report(record, variants, args.output_dir)
+    write_report(record, variants, args.output_dir, args.name)
 
 
 # ==========================================================================
@@ -371,6 +371,37 @@ def findings(record, variants):
     return lines
 
 
+def still_improving(runs):
+    """A caveat line: how many runs were still improving at the end."""
+    last = [
+        int(np.argmin(run["val_loss"])) == len(run["val_loss"]) - 1
+        for run in runs.values()
+    ]
+    return (
+        f"{sum(last)} of {len(last)} runs reach their lowest validation "
+        "error at the last epoch, so they were still improving when "
+        "training stopped: longer training could reorder close variants."
+    )
+
+
+def related(output_dir, name):
+    """Lines that point to the other runs of the study in `output_dir`."""
+    lines = []
+    for file_name in sorted(os.listdir(output_dir)):
+        other, extension = os.path.splitext(file_name)
+        if extension != ".json" or other == name:
+            continue
+        if not other.startswith("architecture_study"):
+            continue
+        with open(os.path.join(output_dir, file_name)) as file:
+            record = json.load(file)
+        lines.append(
+            f"See also `{other}.md`: {len(record['runs'])} runs of the "
+            f"same study with {record['settings']['epochs']} epochs."
+        )
+    return lines + [""] if lines else []
+
+
 def baselines(settings):
     """Lines that put the errors next to two trivial predictors."""
     if "identity_val_mse" not in settings:
@@ -384,7 +415,7 @@ def baselines(settings):
     ]
 
 
-def write_report(record, variants, output_dir):
+def write_report(record, variants, output_dir, name):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -401,16 +432,22 @@ def write_report(record, variants, output_dir):
         "| final train MSE | s/epoch |",
         "|---|---|---|---|---|---|---|",
     ]
+    columns = 3
+    rows_of_plots = -(-len(group_names) // columns)
     figure, axes = plt.subplots(
-        1,
-        len(group_names),
-        figsize=(4.2 * len(group_names), 3.8),
+        rows_of_plots,
+        columns,
+        figsize=(4.6 * columns, 3.6 * rows_of_plots),
         sharey=True,
+        squeeze=False,
     )
-    for axis, group in zip(np.atleast_1d(axes), group_names, strict=True):
-        for name, label, arguments in variants:
+    axes = axes.ravel()
+    for axis in axes[len(group_names) :]:
+        axis.set_visible(False)
+    for axis, group in zip(axes, group_names, strict=False):
+        for variant_group, label, arguments in variants:
             run = runs.get(run_key(arguments))
-            if name != group or run is None:
+            if variant_group != group or run is None:
                 continue
             best = int(np.argmin(run["val_loss"]))
             rows.append(
@@ -421,26 +458,36 @@ def write_report(record, variants, output_dir):
             )
             epochs = np.arange(1, len(run["val_loss"]) + 1)
             axis.plot(epochs, run["val_loss"], marker=".", label=label)
+        if "mean_face_val_mse" in settings:
+            axis.axhline(
+                settings["mean_face_val_mse"],
+                color="gray",
+                linestyle="--",
+                linewidth=1,
+                label="mean training face",
+            )
         axis.set_title(group)
         axis.set_xlabel("epoch")
         axis.set_yscale("log")
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7)
-    np.atleast_1d(axes)[0].set_ylabel("validation MSE (held-out subjects)")
+        if axis.get_lines():
+            axis.legend(fontsize=7)
+    for axis in axes[::columns]:
+        axis.set_ylabel("validation MSE (held-out subjects)")
     figure.suptitle(
         "RBDN architecture study, face relighting "
         f"({settings['image_size'][0]}x{settings['image_size'][1]}, "
         f"{settings['backend']})"
     )
     figure.tight_layout()
-    figure.savefig(os.path.join(output_dir, "architecture_study.png"), dpi=110)
+    figure.savefig(os.path.join(output_dir, f"{name}.png"), dpi=110)
     plt.close(figure)
 
     text = [
         "# RBDN architecture study (face relighting)",
         "",
         "Made by `recipes/tune_architecture.py study`; the raw curves are in "
-        "`architecture_study.json`, the plot in `architecture_study.png` "
+        f"`{name}.json`, the plot in `{name}.png` "
         "(validation MSE vs epoch per variant, like the paper's Fig. 6).",
         "",
         "Settings: Extended Yale B (cropped), any lighting -> "
@@ -453,17 +500,22 @@ def write_report(record, variants, output_dir):
         f"c={settings['filters']} unless stated, backend "
         f"{settings['backend']}, seed {settings['seed']}. MSE on [0, 1] "
         "intensities. One run per variant (plus two seed repeats); the "
-        "paper used full-size faces, c=64 and far longer training.",
+        "paper used full-size faces, c=64 and far longer training. "
+        "s/epoch is wall-clock time on a shared 2-core machine, not a "
+        "speed benchmark.",
         "",
+        *related(output_dir, name),
         *baselines(settings),
         *rows,
+        "",
+        still_improving(runs),
         "",
         "## The paper's findings at this scale",
         "",
         *findings(record, variants),
         "",
     ]
-    with open(os.path.join(output_dir, "architecture_study.md"), "w") as file:
+    with open(os.path.join(output_dir, f"{name}.md"), "w") as file:
         file.write("\n".join(text))
     print("\n".join(text), flush=True)
 
@@ -587,6 +639,11 @@ def parse_args(argv=None):
     )
     study.add_argument("--output-dir", default=DEFAULT_RESULTS)
     study.add_argument(
+        "--name",
+        default="architecture_study",
+        help="file name (no extension) of the JSON, Markdown and PNG results",
+    )
+    study.add_argument(
         "--resume",
         action="store_true",
         help="keep finished runs of the JSON in output-dir",
@@ -623,13 +680,14 @@ def main(argv=None):
     if args.mode == "search":
         run_search(args)
     elif args.report_only:
-        path = os.path.join(args.output_dir, "architecture_study.json")
+        path = os.path.join(args.output_dir, f"{args.name}.json")
         with open(path) as file:
             record = json.load(file)
         write_report(
             record,
             study_variants(record["settings"]["filters"], args.depths),
             args.output_dir,
+            args.name,
         )
     else:
         run_study(args)

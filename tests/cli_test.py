@@ -100,9 +100,7 @@ class DenoiseCommandTest:
         assert "nope" in capsys.readouterr().err
 
     @pytest.mark.slow
-    def test_console_entry_point_exit_status_without_traceback(
-        self, tmp_path
-    ):
+    def test_console_entry_point_exit_status_without_traceback(self, tmp_path):
         source = tmp_path / "text.png"
         source.write_text("hello")
         environment = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
@@ -146,12 +144,14 @@ class ExportCommandTest:
             ]
         )
         assert status == 0
-        (model, path, kwargs), = calls
+        ((model, path, kwargs),) = calls
         assert isinstance(model, keras.Model)
         assert model.input_shape[-1] == 1
         assert path == str(tmp_path / "served")
         assert kwargs["name"] == "tiny" and kwargs["version"] == 3
-        assert capsys.readouterr().out.strip().endswith(os.path.join("tiny", "3"))
+        assert (
+            capsys.readouterr().out.strip().endswith(os.path.join("tiny", "3"))
+        )
 
 
 class EvaluateCommandTest:

@@ -31,18 +31,14 @@ class TiledInferenceTest:
         tiled = inference.predict_image(network, image, tile_size=192)
         # Tiles of 192 with a margin of 48: 3 x 3 tiles, every cut inside.
         interior = (slice(48, -48), slice(48, -48))
-        np.testing.assert_allclose(
-            tiled[interior], whole[interior], atol=1e-4
-        )
+        np.testing.assert_allclose(tiled[interior], whole[interior], atol=1e-4)
         np.testing.assert_allclose(tiled, whole, atol=1e-4)
 
     def test_margin_below_receptive_radius_shows_seams(self):
         network = small_rbdn(branches=1)
         image = np.random.default_rng(2).random((70, 40, 1), "float32")
         whole = np.asarray(network.predict_on_batch(image[None]))[0]
-        tiled = inference.predict_image(
-            network, image, tile_size=40, margin=4
-        )
+        tiled = inference.predict_image(network, image, tile_size=40, margin=4)
         assert np.abs(tiled - whole).max() > 1e-4
 
     def test_receptive_radius_bounds_an_impulse_response(self):
@@ -76,7 +72,9 @@ class TiledInferenceTest:
         assert output.shape == (20, 24, 3)
         for channel in range(3):
             expected = np.asarray(
-                network.predict_on_batch(image[None, ..., channel : channel + 1])
+                network.predict_on_batch(
+                    image[None, ..., channel : channel + 1]
+                )
             )[0, ..., 0]
             np.testing.assert_allclose(
                 output[..., channel], expected, atol=1e-5
@@ -199,7 +197,4 @@ class ImageFileTest:
         images = inference.read_folder(tmp_path, mode="gray")
         assert [image.shape for image in images] == [(6, 5, 1)] * 2
         expected = rgb.astype("float32") @ np.array([0.299, 0.587, 0.114])
-        np.testing.assert_allclose(
-            images[0][..., 0] * 255, expected, atol=1e-3
-        )
-
+        np.testing.assert_allclose(images[0][..., 0] * 255, expected, atol=1e-3)

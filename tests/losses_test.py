@@ -106,7 +106,9 @@ class RebalancedCrossEntropyTest:
         rng = np.random.default_rng(4)
         ab = rng.uniform(-60, 60, (2, 4, 3, 2)).astype("float32")
         logits = rng.normal(size=(2, 4, 3, NUM_AB_BINS)).astype("float32")
-        weights = class_rebalancing_weights(random_prior()) if rebalanced else None
+        weights = (
+            class_rebalancing_weights(random_prior()) if rebalanced else None
+        )
         loss = RebalancedCrossEntropy(class_weights=weights)(ab, logits)
         np.testing.assert_allclose(
             float(loss), reference_loss(ab, logits, weights), rtol=1e-4

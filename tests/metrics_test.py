@@ -52,7 +52,10 @@ class PSNRSSIMTest:
 
     def test_metrics_average_over_images(self, shape):
         clean, noisy = image_pairs(shape, seed=2)
-        for metric, function in ((PSNR(), tf.image.psnr), (SSIM(), tf.image.ssim)):
+        for metric, function in (
+            (PSNR(), tf.image.psnr),
+            (SSIM(), tf.image.ssim),
+        ):
             metric.update_state(clean[:1], noisy[:1])
             metric.update_state(clean[1:], noisy[1:])
             expected = function(clean, noisy, max_val=1.0).numpy().mean()
@@ -78,10 +81,14 @@ def test_max_val_255():
 
 def test_metrics_in_compile_and_serialization():
     inputs = keras.Input((None, None, 1))
-    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs))
+    model = keras.Model(
+        inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs)
+    )
     model.compile(optimizer="sgd", loss="mse", metrics=[PSNR(), SSIM()])
     clean, noisy = image_pairs((4, 16, 16, 1), seed=4)
     logs = model.evaluate(noisy, clean, verbose=0, return_dict=True)
     assert np.isfinite(logs["psnr"]) and np.isfinite(logs["ssim"])
-    clone = keras.metrics.deserialize(keras.metrics.serialize(PSNR(max_val=255.0)))
+    clone = keras.metrics.deserialize(
+        keras.metrics.serialize(PSNR(max_val=255.0))
+    )
     assert isinstance(clone, PSNR) and clone.max_val == 255.0

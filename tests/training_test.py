@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,11 +95,19 @@ def environment(**extra):
     )
 
 
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    """A tiny run trained for 2 epochs, shared by the tests that read it."""
+    tmp_path = tmp_path_factory.mktemp("two_epochs")
+    _, trainer = load_trainer(tmp_path)
+    run_dir = str(tmp_path / "run")
+    model, history = trainer.run(run_dir, epochs=2)
+    return trainer, run_dir, model, history
+
+
 class CheckpointTest:
-    def test_checkpoints_every_epoch_and_resumes(self, tmp_path):
-        _, trainer = load_trainer(tmp_path)
-        run_dir = str(tmp_path / "run")
-        model, history = trainer.run(run_dir, epochs=2)
+    def test_checkpoints_every_epoch(self, two_epoch_run):
+        _, run_dir, _, history = two_epoch_run
         assert history.epoch == [0, 1]
         assert sorted(os.listdir(run_dir)) == [
             "epoch-0001.weights.h5",
@@ -106,36 +115,40 @@ class CheckpointTest:
             "history.csv",
             "logs",
         ]
-        keras.backend.clear_session()
-        model, history = trainer.run(run_dir, epochs=3)
+        lines = open(os.path.join(run_dir, "history.csv")).read().split()
+        assert lines[0].split(",")[:2] == ["epoch", "epoch_seconds"]
+        assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
+
+    def test_resumes_and_keeps_the_newest_two(self, two_epoch_run, tmp_path):
+        trainer, run_dir, _, _ = two_epoch_run
+        copy = str(tmp_path / "run")
+        shutil.copytree(run_dir, copy)
+        model, history = trainer.run(copy, epochs=3)
         assert history.epoch == [2]
         assert int(model.optimizer.iterations) == 3 * trainer.STEPS
-        # Only the newest two checkpoints are kept.
-        assert training.latest_checkpoint(run_dir)[1] == 3
-        assert not os.path.exists(training.checkpoint_path(run_dir, 1))
-        lines = open(os.path.join(run_dir, "history.csv")).read().split()
+        assert training.latest_checkpoint(copy)[1] == 3
+        assert not os.path.exists(training.checkpoint_path(copy, 1))
+        lines = open(os.path.join(copy, "history.csv")).read().split()
         assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2"]
 
-    def test_finished_run_is_not_trained_again(self, tmp_path):
-        _, trainer = load_trainer(tmp_path)
-        run_dir = str(tmp_path / "run")
-        trainer.run(run_dir, epochs=1)
-        _, history = trainer.run(run_dir, epochs=1)
+    def test_finished_run_is_not_trained_again(self, two_epoch_run):
+        trainer, run_dir, _, _ = two_epoch_run
+        _, history = trainer.run(run_dir, epochs=2)
         assert history is None
 
-    def test_restored_weights_equal_saved_ones(self, tmp_path):
-        _, trainer = load_trainer(tmp_path)
-        run_dir = str(tmp_path / "run")
-        model, _ = trainer.run(run_dir, epochs=1)
+    def test_restored_weights_equal_saved_ones(self, two_epoch_run):
+        trainer, run_dir, model, _ = two_epoch_run
         fresh = trainer.build_model()
-        assert training.restore_checkpoint(fresh, run_dir) == 1
-        for saved, restored in zip(model.weights, fresh.weights):
+        assert training.restore_checkpoint(fresh, run_dir) == 2
+        for saved, restored in zip(model.weights, fresh.weights, strict=True):
             np.testing.assert_array_equal(
                 keras.ops.convert_to_numpy(saved),
                 keras.ops.convert_to_numpy(restored),
             )
         for saved, restored in zip(
-            model.optimizer.variables, fresh.optimizer.variables
+            model.optimizer.variables,
+            fresh.optimizer.variables,
+            strict=True,
         ):
             np.testing.assert_array_equal(
                 keras.ops.convert_to_numpy(saved),
@@ -231,9 +244,7 @@ class DistributeTest:
         assert np.isfinite(float(lines["loss"]))
         assert training.latest_checkpoint(str(tmp_path / "run"))[1] == 2
 
-    @pytest.mark.skipif(
-        keras.backend.backend() != "torch", reason="torch only"
-    )
+    @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch only")
     def test_torch_refuses_clearly(self):
         with pytest.raises(ValueError, match="JAX and TensorFlow"):
             training.distribution_scope(True)

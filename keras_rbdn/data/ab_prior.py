@@ -54,9 +54,7 @@ def compute_ab_prior(
     >>> loss = keras_rbdn.losses.RebalancedCrossEntropy(
     ...     class_weights=keras_rbdn.losses.class_rebalancing_weights(prior))
     """
-    files = check_files(
-        list_image_files(files), None, unreadable=unreadable
-    )
+    files = check_files(list_image_files(files), None, unreadable=unreadable)
     centers = ab_bin_centers(grid_size)
     counts = np.zeros(len(centers), dtype="int64")
     rng = np.random.default_rng(seed)

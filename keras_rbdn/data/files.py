@@ -121,16 +121,20 @@ def check_files(files, crop_size, small_images="pad", unreadable="raise"):
         except ValueError as error:
             if unreadable == "raise":
                 raise
-            warnings.warn(f"Skipping an unreadable image: {error}", stacklevel=3)
+            warnings.warn(
+                f"Skipping an unreadable image: {error}", stacklevel=3
+            )
             continue
         if len(set(sizes)) > 1:
             raise ValueError(
                 f"The images of one example must have the same size. "
-                f"Received: {dict(zip(paths, sizes))}"
+                f"Received: {dict(zip(paths, sizes, strict=True))}"
             )
         height, width = sizes[0]
-        if crop_size and small_images == "skip" and min(height, width) < (
+        if (
             crop_size
+            and small_images == "skip"
+            and min(height, width) < (crop_size)
         ):
             warnings.warn(
                 f"Skipping {paths[0]!r}: {height}x{width} is smaller than "

@@ -146,9 +146,7 @@ class ImagePairLoader(keras.utils.PyDataset):
         return images
 
     def _order(self):
-        crops = np.repeat(
-            np.arange(len(self.examples)), self.crops_per_image
-        )
+        crops = np.repeat(np.arange(len(self.examples)), self.crops_per_image)
         if self.shuffle:
             rng = np.random.default_rng([self.seed, self.epoch, 0])
             crops = rng.permutation(crops)
@@ -179,7 +177,8 @@ class ImagePairLoader(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, 1, index])
         order = self._order()
         chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
-        columns = zip(*(self._crop(self._read(i), rng) for i in chosen))
+        crops = [self._crop(self._read(i), rng) for i in chosen]
+        columns = zip(*crops, strict=True)
         images = [
             np.stack(column).astype("float32") / 255.0 for column in columns
         ]

@@ -36,7 +36,9 @@ NUM_AB_BINS = 261
 
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
+        raise ValueError(
+            f"`{name}` must be a number. Received: {name}={value!r}"
+        )
     if value <= 0:
         raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}")
 
@@ -211,7 +213,8 @@ class ABSoftEncoding(keras.layers.Layer):
         super().__init__(**kwargs)
         if isinstance(neighbors, bool) or not isinstance(neighbors, int):
             raise ValueError(
-                f"`neighbors` must be an integer. Received: neighbors={neighbors!r}"
+                "`neighbors` must be an integer. "
+                f"Received: neighbors={neighbors!r}"
             )
         centers = ab_bin_centers(grid_size)
         if not 1 <= neighbors <= len(centers):

@@ -145,6 +145,4 @@ def image_model(network, task, name=None):
     output = TaskOutput(spec.name, name="task_output")(
         [network_input, network_output]
     )
-    return keras.Model(
-        image, output, name=name or f"{spec.name}_image_model"
-    )
+    return keras.Model(image, output, name=name or f"{spec.name}_image_model")

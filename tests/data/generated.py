@@ -27,7 +27,6 @@ def write_images(folder, count=3, size=(40, 36), channels=1, seed=0, ext="png"):
 
 def find_crop(crop, images, flips=("none", "horizontal", "both")):
     """Whether `crop` (H, W, C) is a window of an image, maybe flipped."""
-    size = crop.shape[0]
     for image in images:
         variants = [image]
         if "horizontal" in flips or "both" in flips:
@@ -35,10 +34,23 @@ def find_crop(crop, images, flips=("none", "horizontal", "both")):
         if "both" in flips:
             variants += [image[::-1], image[::-1, ::-1]]
         for variant in variants:
-            windows = np.lib.stride_tricks.sliding_window_view(
-                variant, (size, size), axis=(0, 1)
-            )  # (rows, cols, C, size, size)
-            windows = np.moveaxis(windows, 2, -1)
-            if np.any(np.all(np.abs(windows - crop) < 1e-6, axis=(2, 3, 4))):
+            if _contains(variant, crop):
                 return True
+    return False
+
+
+def _contains(image, crop):
+    """Whether `crop` is a window of `image`: corner matches, then all."""
+    size = crop.shape[0]
+    rows, cols = image.shape[0] - size + 1, image.shape[1] - size + 1
+    if rows < 1 or cols < 1:
+        return False
+    close = lambda a, b: np.all(np.abs(a - b) < 1e-6, axis=-1)  # noqa: E731
+    candidates = close(image[:rows, :cols], crop[0, 0]) & close(
+        image[size - 1 :, size - 1 :][:rows, :cols], crop[-1, -1]
+    )
+    for top, left in zip(*np.nonzero(candidates), strict=True):
+        window = image[top : top + size, left : left + size]
+        if np.all(np.abs(window - crop) < 1e-6):
+            return True
     return False

@@ -143,7 +143,9 @@ def test_numpy_and_tf_numpy_namespaces_agree(function):
     if function is lab_to_rgb:
         x = rgb_to_lab(x.astype("float64"), xp=np).astype("float32")
     expected = numpy(function(x))
-    np.testing.assert_allclose(function(x, xp=np), expected, rtol=1e-5, atol=2e-4)
+    np.testing.assert_allclose(
+        function(x, xp=np), expected, rtol=1e-5, atol=2e-4
+    )
     tf_numpy = function(tf.constant(x), xp=tf.experimental.numpy)
     np.testing.assert_allclose(
         np.asarray(tf_numpy), expected, rtol=1e-5, atol=2e-4

@@ -16,7 +16,9 @@ class RandomGaussianNoiseTest:
     def test_identity_at_inference(self):
         images = np.random.default_rng(0).random((2, 8, 8, 1), "float32")
         layer = RandomGaussianNoise(seed=1)
-        np.testing.assert_array_equal(ops.convert_to_numpy(layer(images)), images)
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(layer(images)), images
+        )
         np.testing.assert_array_equal(
             ops.convert_to_numpy(layer(images, training=False)), images
         )
@@ -90,7 +92,9 @@ def test_runs_in_tf_data_map():
     import tensorflow as tf
 
     layer = RandomGaussianNoise((25, 25), seed=8)
-    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((8, 32, 32, 1), "float32"))
+    dataset = tf.data.Dataset.from_tensor_slices(
+        np.zeros((8, 32, 32, 1), "float32")
+    )
     dataset = dataset.batch(4).map(lambda x: (layer(x, training=True), x))
     noisy, clean = next(iter(dataset))
     assert 22 < float(tf.math.reduce_std(noisy - clean)) * 255 < 28

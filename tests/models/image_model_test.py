@@ -32,7 +32,9 @@ class ImageModelTest:
         model = keras_rbdn.image_model(network, task)
         x = images((2, 15, 22, channels))
         expected = np.clip(network.predict(x, verbose=0), 0, 1)
-        np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
+        np.testing.assert_allclose(
+            model.predict(x, verbose=0), expected, atol=1e-5
+        )
 
     def test_colorize_ycbcr_against_skimage(self):
         network = tiny_network("colorize_ycbcr")
@@ -42,7 +44,9 @@ class ImageModelTest:
         chroma = network.predict((luma / 255).astype("float32"), verbose=0)
         ycbcr = np.concatenate([luma, 255 * chroma], axis=-1)
         expected = np.clip(skimage.color.ycbcr2rgb(ycbcr), 0, 1)
-        np.testing.assert_allclose(model.predict(rgb, verbose=0), expected, atol=1e-4)
+        np.testing.assert_allclose(
+            model.predict(rgb, verbose=0), expected, atol=1e-4
+        )
 
     def test_colorize_lab_against_skimage(self):
         network = tiny_network("colorize_lab")
@@ -55,16 +59,22 @@ class ImageModelTest:
         ab = reference_annealed_mean(probabilities, ab_bin_centers(), 0.38)
         lab = np.concatenate([lightness, ab], axis=-1)
         expected = np.clip(skimage.color.lab2rgb(lab), 0, 1)
-        np.testing.assert_allclose(model.predict(rgb, verbose=0), expected, atol=2e-3)
+        np.testing.assert_allclose(
+            model.predict(rgb, verbose=0), expected, atol=2e-3
+        )
 
     def test_gray_image_keeps_its_lightness_when_colorized(self):
-        model = keras_rbdn.image_model(tiny_network("colorize_lab"), "colorize_lab")
+        model = keras_rbdn.image_model(
+            tiny_network("colorize_lab"), "colorize_lab"
+        )
         gray = np.repeat(images((1, 16, 16, 1), seed=4), 3, axis=-1)
         rgb = model.predict(gray, verbose=0)
         lightness = skimage.color.rgb2lab(gray[0].astype("float64"))[..., 0]
         in_gamut = np.all((rgb[0] > 0.001) & (rgb[0] < 0.999), axis=-1)
         ours = skimage.color.rgb2lab(rgb[0].astype("float64"))[..., 0]
-        np.testing.assert_allclose(ours[in_gamut], lightness[in_gamut], atol=0.05)
+        np.testing.assert_allclose(
+            ours[in_gamut], lightness[in_gamut], atol=0.05
+        )
 
     def test_rejects_a_network_for_another_task(self):
         with pytest.raises(ValueError, match="channels"):

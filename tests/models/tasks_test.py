@@ -77,7 +77,9 @@ class MakePairTest:
         rgb = clean_images(spec, seed=4)
         lightness, ab = spec.make_pair(rgb)
         expected = skimage.color.rgb2lab(rgb.astype("float64"))
-        np.testing.assert_allclose(lightness, expected[..., :1] / 100, atol=2e-5)
+        np.testing.assert_allclose(
+            lightness, expected[..., :1] / 100, atol=2e-5
+        )
         np.testing.assert_allclose(ab, expected[..., 1:], atol=2e-3)
 
     @pytest.mark.parametrize("task", sorted(NETWORK_CHANNELS))
@@ -88,7 +90,7 @@ class MakePairTest:
         tf_numpy = spec.make_pair(tf.constant(clean), xp=tf.experimental.numpy)
         ops_pair = spec.make_pair(clean, xp=keras.ops)
         for pair in (tf_numpy, ops_pair):
-            for ours, reference in zip(pair, expected):
+            for ours, reference in zip(pair, expected, strict=True):
                 np.testing.assert_allclose(
                     keras.ops.convert_to_numpy(ours), reference, atol=1e-4
                 )

@@ -1,0 +1,82 @@
+import numpy as np
+from PIL import Image
+from skimage import color
+from skimage import metrics
+
+from keras_rbdn import evaluation
+
+
+def gray_folder(folder, count=2, shape=(24, 20)):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    images = []
+    for index in range(count):
+        pixels = rng.integers(0, 256, shape, "uint8")
+        Image.fromarray(pixels).save(folder / f"{index}.png")
+        images.append(pixels.astype("float64") / 255.0)
+    return str(folder), images
+
+
+class NoiseTest:
+    def test_fixed_seed_gives_the_same_draw(self):
+        clean = np.zeros((64, 64, 1), "float32")
+        first = evaluation.noisy_image(clean, 25, seed=0, index=3)
+        again = evaluation.noisy_image(clean, 25, seed=0, index=3)
+        other = evaluation.noisy_image(clean, 25, seed=0, index=4)
+        np.testing.assert_array_equal(first, again)
+        assert not np.array_equal(first, other)
+        assert abs(first.std() * 255 - 25) < 1.0
+
+
+class EvaluateDenoiserTest:
+    def test_noisy_input_scores_match_scikit_image(self, tmp_path):
+        folder, images = gray_folder(tmp_path / "set")
+        results = evaluation.evaluate_denoiser(None, folder, sigmas=(25,))
+        psnrs = []
+        for index, clean in enumerate(images):
+            noisy = evaluation.noisy_image(
+                clean[..., None].astype("float32"), 25, 0, index
+            )
+            psnrs.append(
+                metrics.peak_signal_noise_ratio(
+                    clean, np.clip(noisy[..., 0], 0, 1), data_range=1.0
+                )
+            )
+        np.testing.assert_allclose(results[25]["psnr"], np.mean(psnrs), 1e-4)
+
+    def test_perfect_denoiser_has_ssim_one(self, tmp_path):
+        folder, images = gray_folder(tmp_path / "set")
+
+        remaining = iter(images)
+
+        def oracle(noisy, sigma):
+            return next(remaining)[..., None]
+
+        results = evaluation.evaluate_denoiser(oracle, folder, sigmas=(15,))
+        np.testing.assert_allclose(results[15]["ssim"], 1.0, atol=1e-5)
+
+
+class TableTest:
+    def test_measured_and_quoted_rows(self):
+        result = {"psnr": 30.123, "ssim": 0.87654}
+        rows = {"ours (measured)": {"bsd68": {25: result}}}
+        table = evaluation.denoising_table(rows, sigmas=(15, 25, 50))
+        lines = table.splitlines()
+        assert lines[0].startswith("| method | BSD68 s=15 | BSD68 s=25 |")
+        assert "| ours (measured) | - | 30.12 / 0.8765 | - |" in table
+        assert "| DnCNN-B, released weights (quoted) | 31.62 | 29.17 |" in (
+            table
+        )
+        assert all("quoted" in line for line in lines[3:])
+
+
+class ChromaTest:
+    def test_matches_scikit_image_lab(self):
+        rgb = np.random.default_rng(1).random((8, 9, 3))
+        lab = color.rgb2lab(rgb)
+        expected = np.mean(np.hypot(lab[..., 1], lab[..., 2]))
+        np.testing.assert_allclose(evaluation.chroma(rgb), expected, 1e-3)
+
+    def test_gray_has_no_chroma(self):
+        gray = np.repeat(np.random.default_rng(2).random((5, 5, 1)), 3, -1)
+        assert evaluation.chroma(gray) < 1e-2

@@ -1,0 +1,112 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_rbdn.layers import NarrowConv2D
+from tests.testing import gradient
+
+
+def reference_conv(x, kernel, bias):
+    """'same' stride-1 cross-correlation, as Keras' Conv2D, in NumPy."""
+    size = kernel.shape[0]
+    pad = size // 2
+    padded = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    height, width = x.shape[1:3]
+    out = np.zeros(x.shape[:3] + (kernel.shape[-1],), "float64")
+    for i in range(size):
+        for j in range(size):
+            window = padded[:, i : i + height, j : j + width, :]
+            out += np.einsum("bhwc,cf->bhwf", window, kernel[i, j])
+    return out + bias
+
+
+def random_layer(filters, kernel_size, channels, **kwargs):
+    layer = NarrowConv2D(filters, kernel_size, padding="same", **kwargs)
+    layer.build((None, None, None, channels))
+    rng = np.random.default_rng(0)
+    layer.set_weights(
+        [rng.normal(size=w.shape).astype("float32") for w in layer.weights]
+    )
+    return layer
+
+
+class NarrowConv2DTest:
+    @pytest.mark.parametrize(
+        "filters, kernel_size, shape",
+        [(1, 9, (2, 13, 11, 8)), (3, 5, (1, 7, 9, 4)), (2, 3, (1, 1, 1, 5))],
+    )
+    def test_matches_reference(self, filters, kernel_size, shape):
+        layer = random_layer(filters, kernel_size, shape[-1])
+        x = np.random.default_rng(1).normal(size=shape).astype("float32")
+        kernel, bias = (ops.convert_to_numpy(w) for w in layer.weights)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer(x)),
+            reference_conv(x, kernel, bias),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+
+    def test_wide_layer_is_plain_conv(self):
+        layer = random_layer(8, 3, 2)
+        x = np.random.default_rng(2).normal(size=(1, 6, 5, 2))
+        kernel, bias = (ops.convert_to_numpy(w) for w in layer.weights)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer(x.astype("float32"))),
+            reference_conv(x, kernel, bias),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+
+    def test_gradients_match_conv2d(self):
+        layer = random_layer(1, 9, 6)
+        plain = keras.layers.Conv2D(1, 9, padding="same")
+        plain.build((None, None, None, 6))
+        plain.set_weights(layer.get_weights())
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(2, 10, 12, 6)).astype("float32")
+        upstream = rng.normal(size=(2, 10, 12, 1)).astype("float32")
+        np.testing.assert_allclose(
+            gradient(lambda v: ops.multiply(layer(v), upstream), x),
+            gradient(lambda v: ops.multiply(plain(v), upstream), x),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+
+    def test_trains_under_jit(self):
+        inputs = keras.Input((None, None, 4))
+        outputs = NarrowConv2D(1, 5, padding="same")(inputs)
+        model = keras.Model(inputs, outputs)
+        # XLA on TensorFlow and JAX; torch.compile would only add minutes.
+        jit = keras.backend.backend() != "torch"
+        model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+        rng = np.random.default_rng(4)
+        x = rng.normal(size=(4, 9, 8, 4)).astype("float32")
+        y = rng.normal(size=(4, 9, 8, 1)).astype("float32")
+        before = model.evaluate(x, y, verbose=0)
+        model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+        assert model.evaluate(x, y, verbose=0) < before
+
+    def test_mixed_bfloat16(self):
+        layer = random_layer(1, 9, 8, dtype="mixed_bfloat16")
+        x = np.random.default_rng(5).normal(size=(1, 12, 10, 8))
+        out = layer(x.astype("float32"))
+        assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+        kernel, bias = (ops.convert_to_numpy(w) for w in layer.weights)
+        expected = reference_conv(x, kernel, bias)
+        error = np.abs(
+            ops.convert_to_numpy(ops.cast(out, "float32")) - expected
+        )
+        assert error.max() < 0.05 * np.abs(expected).max()
+
+    def test_config_round_trip(self):
+        layer = NarrowConv2D(1, 9, padding="same", name="deconv1")
+        clone = NarrowConv2D.from_config(layer.get_config())
+        assert (clone.filters, clone.kernel_size, clone.name) == (
+            1,
+            (9, 9),
+            "deconv1",
+        )
+        assert keras.saving.get_registered_name(NarrowConv2D) == (
+            "keras_rbdn>NarrowConv2D"
+        )
