@@ -58,6 +58,13 @@ def parse_args(argv=None):
     parser.add_argument("--trunk-depth", type=int, default=9)
     parser.add_argument("--distribute", action="store_true")
     parser.add_argument(
+        "--recalibrate-batches",
+        type=int,
+        default=100,
+        help="before --export, re-estimate batch-norm statistics on this "
+        "many training batches (0: keep the moving averages)",
+    )
+    parser.add_argument(
         "--export", help="write the final network weights (no optimizer)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -166,6 +173,11 @@ def main(argv=None):
         verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
     )
     if args.export:
+        if args.recalibrate_batches:
+            batches = train.take(args.recalibrate_batches)
+            keras_rbdn.training.recalibrate_batch_norm(
+                model, (inputs for inputs, _ in batches)
+            )
         keras_rbdn.presets.save_weights(model, args.export)
         print(f"Wrote {args.export}")
     return model

@@ -248,3 +248,25 @@ class DistributeTest:
     def test_torch_refuses_clearly(self):
         with pytest.raises(ValueError, match="JAX and TensorFlow"):
             training.distribution_scope(True)
+
+
+class RecalibrateBatchNormTest:
+    def test_moving_statistics_become_batch_averages(self):
+        inputs = keras.Input((3,))
+        normalization = keras.layers.BatchNormalization(momentum=0.99)
+        model = keras.Model(inputs, normalization(inputs))
+        rng = np.random.default_rng(0)
+        batches = [
+            (rng.standard_normal((8, 3)) * scale + shift).astype("float32")
+            for scale, shift in ((1.0, 0.0), (2.0, 1.0), (0.5, -3.0))
+        ]
+        assert training.recalibrate_batch_norm(model, batches) == 3
+        mean = keras.ops.convert_to_numpy(normalization.moving_mean)
+        variance = keras.ops.convert_to_numpy(normalization.moving_variance)
+        np.testing.assert_allclose(
+            mean, np.mean([b.mean(0) for b in batches], 0), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            variance, np.mean([b.var(0) for b in batches], 0), atol=1e-4
+        )
+        assert normalization.momentum == 0.99

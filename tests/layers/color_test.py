@@ -2,15 +2,18 @@
 
 Tolerances (float32):
 
-- RGB -> Lab: within 2e-3 (L, a, b units) of `tfio.experimental.color`.
-- Lab -> RGB: within 1e-4 of tfio on [0, 1].
+- RGB -> Lab: within 5e-4 (L, a, b units) of `tfio.experimental.color`
+  (measured: 9.2e-5) and of scikit-image's `rgb2lab`.
+- Lab -> RGB: within 5e-5 of tfio on [0, 1] (measured: 4.6e-6).
 - RGB -> YCbCr: tfio takes and returns uint8 and truncates, and its R->Y
   coefficient is 65.783 where BT.601 has 65.738 (65.481 * 256 / 255), so
-  255 * ours - tfio lies in [-0.05, 1.001]; ours matches scikit-image's float
-  BT.601 `rgb2ycbcr` within 1e-4 levels.
+  255 * ours - tfio lies in [-0.05, 1.001] (measured: [-0.044, 1.0001]);
+  ours matches scikit-image's float BT.601 `rgb2ycbcr` within 1e-3 levels
+  (measured: 3e-5).
 - YCbCr -> RGB: 255 * ours - tfio's truncated uint8 output lies in
-  [-0.05, 1.05] (tfio's offsets are rounded to 3 decimals).
-- Round trips RGB -> Lab -> RGB and RGB -> YCbCr -> RGB: within 1e-4.
+  [-0.05, 1.05] (measured: [-0.0006, 1.00002]).
+- Round trips RGB -> Lab -> RGB and RGB -> YCbCr -> RGB: within 5e-5
+  (measured: 7.3e-6 and 2.4e-7).
 """
 
 import keras
@@ -66,12 +69,12 @@ class RGBToLabTest:
     def test_matches_tfio(self):
         rgb = colors()
         expected = tfio_color.rgb_to_lab(tf.constant(rgb)).numpy()
-        np.testing.assert_allclose(numpy(RGBToLab()(rgb)), expected, atol=2e-3)
+        np.testing.assert_allclose(numpy(RGBToLab()(rgb)), expected, atol=5e-4)
 
     def test_matches_skimage(self):
         rgb = colors(seed=1)
         expected = skimage.color.rgb2lab(rgb[0].astype("float64"))[None]
-        np.testing.assert_allclose(numpy(RGBToLab()(rgb)), expected, atol=2e-3)
+        np.testing.assert_allclose(numpy(RGBToLab()(rgb)), expected, atol=5e-4)
 
     def test_white_black(self):
         lab = numpy(RGBToLab()(EDGE_COLORS[:2]))
@@ -86,12 +89,12 @@ class LabToRGBTest:
     def test_matches_tfio(self):
         lab = tfio_color.rgb_to_lab(tf.constant(colors(seed=2))).numpy()
         expected = tfio_color.lab_to_rgb(tf.constant(lab)).numpy()
-        np.testing.assert_allclose(numpy(LabToRGB()(lab)), expected, atol=1e-4)
+        np.testing.assert_allclose(numpy(LabToRGB()(lab)), expected, atol=5e-5)
 
     def test_round_trip(self):
         rgb = colors(seed=3)
         back = numpy(LabToRGB()(RGBToLab()(rgb)))
-        np.testing.assert_allclose(back, rgb, atol=1e-4)
+        np.testing.assert_allclose(back, rgb, atol=5e-5)
 
     def test_gradient_is_finite(self):
         lab = np.array([[0, 0, 0], [100, 0, 0], [50, 80, -100]], "float32")
@@ -132,7 +135,7 @@ class YCbCrToRGBTest:
     def test_round_trip(self):
         rgb = colors(seed=7)
         back = numpy(YCbCrToRGB()(RGBToYCbCr()(rgb)))
-        np.testing.assert_allclose(back, rgb, atol=1e-4)
+        np.testing.assert_allclose(back, rgb, atol=5e-5)
 
 
 @pytest.mark.parametrize(

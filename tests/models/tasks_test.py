@@ -91,8 +91,9 @@ class MakePairTest:
         ops_pair = spec.make_pair(clean, xp=keras.ops)
         for pair in (tf_numpy, ops_pair):
             for ours, reference in zip(pair, expected, strict=True):
+                # float32: Lab's a, b (up to ~100) agree to ~1e-4.
                 np.testing.assert_allclose(
-                    keras.ops.convert_to_numpy(ours), reference, atol=1e-4
+                    keras.ops.convert_to_numpy(ours), reference, atol=5e-4
                 )
 
 

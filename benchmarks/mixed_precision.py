@@ -1,0 +1,139 @@
+"""Does a trained RBDN-3 keep its PSNR in bfloat16 (and float16)?
+
+Trains RBDN-3 in float32 for a fixed time on random crops of the bundled
+`camera.png` (top 384 rows) with Gaussian noise, sigma ~ U[5, 50] / 255,
+then denoises the held-out bottom 128 rows (sigma 25, fixed seed) with the
+same weights under the float32, mixed_bfloat16 and mixed_float16 policies
+and reports each PSNR. The issue's target: bfloat16 within 0.1 dB of
+float32. Records Markdown under `benchmarks/results/`.
+
+Run from the repository root:
+
+    KERAS_BACKEND=tensorflow python benchmarks/mixed_precision.py
+    KERAS_BACKEND=jax python benchmarks/mixed_precision.py --seconds 120
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+from PIL import Image
+
+BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(BENCHMARKS))
+
+import keras_rbdn  # noqa: E402
+
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+TEST_SIGMA = 25.0
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--output", default=None, help="'-' writes nothing")
+    return parser.parse_args(argv)
+
+
+def camera():
+    path = os.path.join(
+        os.path.dirname(keras_rbdn.__file__), "assets", "camera.png"
+    )
+    return np.asarray(Image.open(path).convert("L"), "float32") / 255.0
+
+
+def psnr(clean, estimate):
+    error = np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)
+    return 10.0 * np.log10(1.0 / error)
+
+
+def train(image, args, rng):
+    keras.mixed_precision.set_global_policy("float32")
+    model = keras_rbdn.build(branches=3, task="denoise")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    rows, cols = image.shape
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        tops = rng.integers(0, rows - args.crop, args.batch)
+        lefts = rng.integers(0, cols - args.crop, args.batch)
+        clean = np.stack(
+            [
+                image[t : t + args.crop, s : s + args.crop]
+                for t, s in zip(tops, lefts, strict=True)
+            ]
+        )[..., None]
+        sigma = rng.uniform(5, 50, (args.batch, 1, 1, 1)) / 255.0
+        noisy = clean + sigma * rng.normal(size=clean.shape)
+        model.train_on_batch(noisy.astype("float32"), clean)
+        steps += 1
+    return model, steps, time.perf_counter() - start
+
+
+def evaluate(weights, clean, noisy):
+    scores = {}
+    for policy in POLICIES:
+        keras.mixed_precision.set_global_policy(policy)
+        model = keras_rbdn.build(branches=3, task="denoise")
+        model.set_weights(weights)
+        output = model.predict_on_batch(noisy[None, :, :, None])[0, :, :, 0]
+        scores[policy] = psnr(clean, output)
+    keras.mixed_precision.set_global_policy("float32")
+    return scores
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rng = np.random.default_rng(0)
+    image = camera()
+    train_part, test_clean = image[:384], image[384:]
+    noise = np.random.default_rng(1).normal(size=test_clean.shape)
+    test_noisy = (test_clean + TEST_SIGMA / 255.0 * noise).astype("float32")
+    model, steps, seconds = train(train_part, args, rng)
+    scores = evaluate(model.get_weights(), test_clean, test_noisy)
+    backend = keras.backend.backend()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    lines = [
+        f"# Mixed precision: trained RBDN-3, {backend}",
+        "",
+        f"- date: {now:%Y-%m-%d %H:%M} UTC",
+        f"- command: `KERAS_BACKEND={backend} python "
+        f"benchmarks/mixed_precision.py {' '.join(sys.argv[1:])}`",
+        f"- keras {keras.__version__}, load average at the end "
+        + "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
+        f"- training: float32, Adam 1e-3, {steps} steps of "
+        f"{args.batch} x {args.crop}x{args.crop} crops of camera.png rows "
+        f"0-383, sigma ~ U[5, 50], {seconds:.0f} s",
+        f"- test: camera.png rows 384-511 (128 x 512), sigma "
+        f"{TEST_SIGMA:g}, noisy PSNR {psnr(test_clean, test_noisy):.2f} dB",
+        "",
+        "| policy (same trained weights) | PSNR, dB | minus float32, dB |",
+        "|---|---|---|",
+    ]
+    for policy, score in scores.items():
+        lines.append(
+            f"| {policy} | {score:.3f} | {score - scores['float32']:+.3f} |"
+        )
+    gap = abs(scores["mixed_bfloat16"] - scores["float32"])
+    verdict = "met" if gap <= 0.1 else "NOT met"
+    lines += ["", f"Target |bfloat16 - float32| <= 0.1 dB: {verdict}."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output != "-":
+        path = args.output or os.path.join(
+            BENCHMARKS,
+            "results",
+            f"mixed_precision_{backend}_{datetime.date.today():%Y%m%d}.md",
+        )
+        with open(path, "w") as handle:
+            handle.write(text)
+        print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
