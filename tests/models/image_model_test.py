@@ -92,6 +92,7 @@ class ImageModelTest:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="SavedModel export needs the TensorFlow backend",
