@@ -32,6 +32,7 @@ is the backend.
 
 import argparse
 import datetime
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -156,10 +157,8 @@ def versions():
 
         found["torch"] = torch.__version__
     try:
-        import bm3d
-
-        found["bm3d"] = getattr(bm3d, "__version__", "installed")
-    except ImportError:
+        found["bm3d"] = importlib.metadata.version("bm3d")
+    except importlib.metadata.PackageNotFoundError:
         found["bm3d"] = "not installed"
     return found
 

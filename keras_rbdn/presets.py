@@ -138,7 +138,8 @@ def save_weights(network, path):
         os.path.dirname(os.path.abspath(path)),
         f".partial-{os.getpid()}.weights.h5",
     )
-    fresh = keras.models.clone_model(network)
+    # A fresh, uncompiled copy: no optimizer state in the file.
+    fresh = network.__class__.from_config(network.get_config())
     fresh.set_weights(network.get_weights())
     fresh.save_weights(partial)
     os.replace(partial, path)
