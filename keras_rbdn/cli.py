@@ -23,8 +23,8 @@ COMMANDS = {
     "denoise": ("denoise", "denoise", "_denoised", "remove Gaussian noise"),
     "relight": ("relight", "relight", "_relit", "relight faces"),
     "colorize": (
-        "colorize_ycbcr",
-        "colorize_ycbcr",
+        "colorize_lab",
+        "colorize_lab",
         "_colorized",
         "colorize gray images",
     ),

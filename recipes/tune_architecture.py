@@ -114,6 +114,11 @@ def study_variants(filters, depths):
 RUN_ORDER = ("depth", "branches", "upsampling", "merge", "seed", "K, c, T")
 
 
+def group_id(group):
+    """The name `--groups` takes: "K, c, T" is "kct"."""
+    return "".join(ch for ch in group.lower() if ch.isalnum())
+
+
 def run_order(variant):
     return RUN_ORDER.index(variant[0])
 
@@ -181,7 +186,7 @@ def run_study(args):
     variants = study_variants(args.filters, args.depths)
     groups = args.groups.split(",") if args.groups else None
     for group, label, arguments in sorted(variants, key=run_order):
-        if groups and group not in groups:
+        if groups and group_id(group) not in groups:
             continue
         key = run_key(arguments)
         if key in record["runs"]:
@@ -640,7 +645,8 @@ def parse_args(argv=None):
     study.add_argument(
         "--groups",
         default=None,
-        help="comma-separated subset of the study's groups",
+        help="comma-separated subset of the study's groups: depth, kct, "
+        "branches, upsampling, merge, seed",
     )
     study.add_argument("--output-dir", default=DEFAULT_RESULTS)
     study.add_argument(
