@@ -13,15 +13,24 @@
 - `distribute=True`: data-parallel training on every local device, with
   `keras.distribution.DataParallel` on JAX and
   `tf.distribute.MirroredStrategy` on TensorFlow.
+
+Around it, the recipes' first and last steps: `compile_for_training`
+(Adam with a cosine-decayed learning rate) and `export_weights`
+(batch-normalization recalibration, then the network's weights alone).
 """
 
 import contextlib
+import itertools
+import numbers
 import os
 import re
 import time
 import warnings
 
 import keras
+
+from keras_rbdn import presets
+from keras_rbdn.models import RBDN
 
 CHECKPOINT_SUFFIX = ".weights.h5"
 _CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{4,})\.weights\.h5$")
@@ -174,6 +183,60 @@ def _tensorboard(log_dir):
     return [keras.callbacks.TensorBoard(log_dir)]
 
 
+def _is_number(value, kind=numbers.Real):
+    """Whether `value` is a number of `kind` (booleans are not)."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def compile_for_training(model, loss, learning_rate, total_steps, alpha=0.05):
+    """Compiles `model` with Adam and a cosine-decayed learning rate.
+
+    The learning rate follows `keras.optimizers.schedules.CosineDecay`
+    from `learning_rate` down to `alpha * learning_rate` over
+    `total_steps` optimizer steps, the schedule every recipe trains with.
+
+    Example:
+
+    ```python
+    model = keras_rbdn.build(branches=1, task="denoise")
+    keras_rbdn.training.compile_for_training(
+        model, "mean_squared_error", learning_rate=1e-3, total_steps=10_000
+    )
+    ```
+
+    Args:
+        model: The `keras.Model` to compile.
+        loss: str or `keras.losses.Loss`. Passed to `keras.Model.compile`.
+        learning_rate: float. The initial learning rate, > 0.
+        total_steps: int. Optimizer steps over which the learning rate
+            decays (epochs times steps per epoch), >= 1.
+        alpha: float. The final learning rate as a fraction of
+            `learning_rate`, in [0, 1]. Defaults to `0.05`.
+
+    Returns:
+        `model`, compiled.
+    """
+    if not (_is_number(learning_rate) and learning_rate > 0):
+        raise ValueError(
+            "`learning_rate` must be a positive number. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    if not (_is_number(total_steps, numbers.Integral) and total_steps >= 1):
+        raise ValueError(
+            "`total_steps` must be a positive integer. "
+            f"Received: total_steps={total_steps!r}"
+        )
+    if not (_is_number(alpha) and 0 <= alpha <= 1):
+        raise ValueError(
+            f"`alpha` must be a number in [0, 1]. Received: alpha={alpha!r}"
+        )
+    schedule = keras.optimizers.schedules.CosineDecay(
+        float(learning_rate), decay_steps=int(total_steps), alpha=float(alpha)
+    )
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+    return model
+
+
 def fit(
     build_model,
     train_data,
@@ -289,4 +352,96 @@ def recalibrate_batch_norm(model, batches):
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
+    return count
+
+
+def _network_to_export(model):
+    """`model` if it is an RBDN, else the one RBDN inside it, else `model`."""
+    if isinstance(model, RBDN):
+        return model
+    networks = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, RBDN)
+    ]
+    if len(networks) > 1:
+        raise ValueError(
+            f"`model` holds {len(networks)} RBDNs; pass the one to export "
+            f"as `network`. Received: model={model.name!r}"
+        )
+    return networks[0] if networks else model
+
+
+def export_weights(
+    model,
+    path,
+    recalibration_data=None,
+    recalibrate_batches=0,
+    network=None,
+):
+    """Writes a trained network's weights, after recalibrating batch norm.
+
+    The last step of a training run: optionally re-estimates the batch
+    normalization statistics of `model` on its first `recalibrate_batches`
+    training batches (see `recalibrate_batch_norm`), then writes the
+    network's weights, without optimizer state, atomically (see
+    `keras_rbdn.presets.save_weights`), ready for `load_weights` on a model
+    built with the same configuration.
+
+    Args:
+        model: The trained `keras.Model`: the RBDN itself, or the training
+            model around it (for example one that adds noise first).
+        path: str. Destination, ending in `.weights.h5`.
+        recalibration_data: Training data as `keras.Model.fit` takes it
+            (a `tf.data.Dataset` or any iterable of batches, each an
+            `(inputs, targets)` tuple or bare inputs); only the inputs are
+            used, run through `model`. Required when `recalibrate_batches`
+            is positive. Defaults to `None`.
+        recalibrate_batches: int. How many batches of `recalibration_data`
+            to recalibrate on; `0` keeps the moving averages. Defaults to
+            `0`.
+        network: The layer whose weights are written. Defaults to `None`:
+            `model` when it is an RBDN, otherwise the one RBDN inside
+            `model`, otherwise `model`.
+
+    Returns:
+        The number of batches batch normalization was recalibrated on (`0`
+        when it was not).
+    """
+    if not (
+        isinstance(path, (str, os.PathLike))
+        and os.fspath(path).endswith(CHECKPOINT_SUFFIX)
+    ):
+        raise ValueError(
+            f"`path` must end in `{CHECKPOINT_SUFFIX}`. Received: path={path!r}"
+        )
+    if not (
+        _is_number(recalibrate_batches, numbers.Integral)
+        and recalibrate_batches >= 0
+    ):
+        raise ValueError(
+            "`recalibrate_batches` must be a non-negative integer. "
+            f"Received: recalibrate_batches={recalibrate_batches!r}"
+        )
+    if recalibrate_batches and recalibration_data is None:
+        raise ValueError(
+            "`recalibration_data` is required to recalibrate on "
+            f"recalibrate_batches={recalibrate_batches} batches. Received: "
+            "recalibration_data=None"
+        )
+    if network is None:
+        network = _network_to_export(model)
+    count = 0
+    if recalibrate_batches:
+        batches = itertools.islice(
+            iter(recalibration_data), int(recalibrate_batches)
+        )
+        count = recalibrate_batch_norm(
+            model,
+            (
+                keras.utils.unpack_x_y_sample_weight(batch)[0]
+                for batch in batches
+            ),
+        )
+    presets.save_weights(network, os.fspath(path))
     return count

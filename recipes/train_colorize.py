@@ -24,11 +24,15 @@ The last `--validation-images` images of the folder (sorted by name) are
 held out for validation (fixed center crops).
 """
 
-import argparse
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `common.py` sits next to this file; found also when the recipe is loaded
+# by path (as the tests do).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -36,15 +40,13 @@ import keras_rbdn  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("data_dir", help="folder of color training images")
+    parser = common.training_parser(
+        __doc__.split("\n")[0],
+        data_help="folder of color training images",
+        run_dir=None,
+    )
     parser.add_argument("--space", choices=("ycbcr", "lab"), default="lab")
-    parser.add_argument("--run-dir", default=None)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--steps-per-epoch", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--validation-images", type=int, default=16)
     parser.add_argument(
         "--prior-pixels",
@@ -52,23 +54,6 @@ def parse_args(argv=None):
         default=10000,
         help="pixels per image counted for the ab prior",
     )
-    parser.add_argument("--branches", type=int, default=3)
-    parser.add_argument("--filters", type=int, default=64)
-    parser.add_argument("--kernel-size", type=int, default=9)
-    parser.add_argument("--trunk-depth", type=int, default=9)
-    parser.add_argument("--distribute", action="store_true")
-    parser.add_argument(
-        "--recalibrate-batches",
-        type=int,
-        default=100,
-        help="before --export, re-estimate batch-norm statistics on this "
-        "many training batches (0: keep the moving averages)",
-    )
-    parser.add_argument(
-        "--export", help="write the final network weights (no optimizer)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", default="auto")
     args = parser.parse_args(argv)
     args.task = f"colorize_{args.space}"
     args.run_dir = args.run_dir or os.path.join("runs", args.task)
@@ -136,20 +121,8 @@ def make_loss(args, train_files):
 
 def make_build_model(args, loss):
     def build_model():
-        model = keras_rbdn.build(
-            branches=args.branches,
-            task=args.task,
-            filters=args.filters,
-            kernel_size=args.kernel_size,
-            trunk_depth=args.trunk_depth,
-        )
-        schedule = keras.optimizers.schedules.CosineDecay(
-            args.learning_rate,
-            decay_steps=args.epochs * args.steps_per_epoch,
-            alpha=0.05,
-        )
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
-        return model
+        model = common.build_network(args, args.task)
+        return common.compile_model(model, loss, args)
 
     return build_model
 
@@ -162,25 +135,9 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     train_files, train, validation = make_datasets(args)
     loss = make_loss(args, train_files)
-    model, _ = keras_rbdn.training.fit(
-        make_build_model(args, loss),
-        train,
-        epochs=args.epochs,
-        run_dir=args.run_dir,
-        validation_data=validation,
-        steps_per_epoch=args.steps_per_epoch,
-        distribute=args.distribute,
-        verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
+    return common.train_and_export(
+        args, make_build_model(args, loss), train, validation
     )
-    if args.export:
-        if args.recalibrate_batches:
-            batches = train.take(args.recalibrate_batches)
-            keras_rbdn.training.recalibrate_batch_norm(
-                model, (inputs for inputs, _ in batches)
-            )
-        keras_rbdn.presets.save_weights(model, args.export)
-        print(f"Wrote {args.export}")
-    return model
 
 
 if __name__ == "__main__":

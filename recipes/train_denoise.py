@@ -17,11 +17,15 @@ and the clean crop, Adam. The last images of the folder (in sorted order)
 are held out for validation with fixed noise draws at sigma 25.
 """
 
-import argparse
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `common.py` sits next to this file; found also when the recipe is loaded
+# by path (as the tests do).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -30,39 +34,20 @@ import keras_rbdn  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("data_dir", help="folder of clean training images")
-    parser.add_argument("--run-dir", default="runs/denoise")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--steps-per-epoch", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = common.training_parser(
+        __doc__.split("\n")[0],
+        data_help="folder of clean training images",
+        run_dir="runs/denoise",
+    )
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--sigma-min", type=float, default=8.0)
     parser.add_argument("--sigma-max", type=float, default=50.0)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--validation-images", type=int, default=16)
-    parser.add_argument("--branches", type=int, default=3)
-    parser.add_argument("--filters", type=int, default=64)
-    parser.add_argument("--kernel-size", type=int, default=9)
-    parser.add_argument("--trunk-depth", type=int, default=9)
     parser.add_argument(
         "--global-residual",
         action="store_true",
         help="predict the noise and subtract it (not in the paper)",
     )
-    parser.add_argument("--distribute", action="store_true")
-    parser.add_argument(
-        "--recalibrate-batches",
-        type=int,
-        default=100,
-        help="before --export, re-estimate batch-norm statistics on this "
-        "many training batches (0: keep the moving averages)",
-    )
-    parser.add_argument(
-        "--export", help="write the final weights (no optimizer) here"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", default="auto")
     return parser.parse_args(argv)
 
 
@@ -128,13 +113,8 @@ def center_crop(image, size):
 
 def make_build_model(args):
     def build_model():
-        network = keras_rbdn.build(
-            branches=args.branches,
-            task="denoise",
-            filters=args.filters,
-            kernel_size=args.kernel_size,
-            trunk_depth=args.trunk_depth,
-            global_residual=args.global_residual,
+        network = common.build_network(
+            args, "denoise", global_residual=args.global_residual
         )
         # Training model: clean image -> noisy image (random level per
         # image, identity outside training) -> network.
@@ -143,25 +123,11 @@ def make_build_model(args):
             sigma_range=(args.sigma_min, args.sigma_max), seed=args.seed
         )(clean)
         model = keras.Model(clean, network(noisy), name="denoise_trainer")
-        schedule = keras.optimizers.schedules.CosineDecay(
-            args.learning_rate,
-            decay_steps=args.epochs * args.steps_per_epoch,
-            alpha=0.05,
+        return common.compile_model(
+            model, keras_rbdn.TASKS["denoise"].loss, args
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss=keras_rbdn.TASKS["denoise"].loss,
-        )
-        return model
 
     return build_model
-
-
-def find_network(model):
-    """The RBDN inside the training model."""
-    return next(
-        layer for layer in model.layers if isinstance(layer, keras_rbdn.RBDN)
-    )
 
 
 # ## Training
@@ -171,25 +137,11 @@ def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     train, validation = make_datasets(args)
-    model, _ = keras_rbdn.training.fit(
-        make_build_model(args),
-        train,
-        epochs=args.epochs,
-        run_dir=args.run_dir,
-        validation_data=validation,
-        steps_per_epoch=args.steps_per_epoch,
-        distribute=args.distribute,
-        verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
+    # `--export` writes the RBDN inside the training model, without the
+    # noise layer.
+    return common.train_and_export(
+        args, make_build_model(args), train, validation
     )
-    if args.export:
-        if args.recalibrate_batches:
-            batches = train.take(args.recalibrate_batches)
-            keras_rbdn.training.recalibrate_batch_norm(
-                model, (inputs for inputs, _ in batches)
-            )
-        keras_rbdn.presets.save_weights(find_network(model), args.export)
-        print(f"Wrote {args.export}")
-    return model
 
 
 if __name__ == "__main__":

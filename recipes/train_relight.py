@@ -17,23 +17,28 @@ the validation PSNR measures generalization to new faces. MSE loss, Adam,
 whole images (192 x 168, or `--image-size` to downscale).
 """
 
-import argparse
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `common.py` sits next to this file; found also when the recipe is loaded
+# by path (as the tests do).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402
 import keras  # noqa: E402
 
 import keras_rbdn  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("data_dir", help="Yale B root, one folder a subject")
-    parser.add_argument("--run-dir", default="runs/relight")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--steps-per-epoch", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser = common.training_parser(
+        __doc__.split("\n")[0],
+        data_help="Yale B root, one folder a subject",
+        run_dir="runs/relight",
+        steps_per_epoch=100,
+        batch_size=16,
+    )
     parser.add_argument(
         "--image-size",
         type=int,
@@ -49,24 +54,6 @@ def parse_args(argv=None):
         default=None,
         help="validate on an evenly spaced subset this big",
     )
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--branches", type=int, default=3)
-    parser.add_argument("--filters", type=int, default=64)
-    parser.add_argument("--kernel-size", type=int, default=9)
-    parser.add_argument("--trunk-depth", type=int, default=9)
-    parser.add_argument("--distribute", action="store_true")
-    parser.add_argument(
-        "--recalibrate-batches",
-        type=int,
-        default=100,
-        help="before --export, re-estimate batch-norm statistics on this "
-        "many training batches (0: keep the moving averages)",
-    )
-    parser.add_argument(
-        "--export", help="write the final network weights (no optimizer)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", default="auto")
     args = parser.parse_args(argv)
     if args.validation_subjects >= 1:
         args.validation_subjects = int(args.validation_subjects)
@@ -120,23 +107,10 @@ def make_datasets(args):
 
 def make_build_model(args):
     def build_model():
-        model = keras_rbdn.build(
-            branches=args.branches,
-            task="relight",
-            filters=args.filters,
-            kernel_size=args.kernel_size,
-            trunk_depth=args.trunk_depth,
+        model = common.build_network(args, "relight")
+        return common.compile_model(
+            model, keras_rbdn.TASKS["relight"].loss, args
         )
-        schedule = keras.optimizers.schedules.CosineDecay(
-            args.learning_rate,
-            decay_steps=args.epochs * args.steps_per_epoch,
-            alpha=0.05,
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss=keras_rbdn.TASKS["relight"].loss,
-        )
-        return model
 
     return build_model
 
@@ -148,25 +122,9 @@ def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     train, validation = make_datasets(args)
-    model, _ = keras_rbdn.training.fit(
-        make_build_model(args),
-        train,
-        epochs=args.epochs,
-        run_dir=args.run_dir,
-        validation_data=validation,
-        steps_per_epoch=args.steps_per_epoch,
-        distribute=args.distribute,
-        verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
+    return common.train_and_export(
+        args, make_build_model(args), train, validation
     )
-    if args.export:
-        if args.recalibrate_batches:
-            batches = train.take(args.recalibrate_batches)
-            keras_rbdn.training.recalibrate_batch_norm(
-                model, (inputs for inputs, _ in batches)
-            )
-        keras_rbdn.presets.save_weights(model, args.export)
-        print(f"Wrote {args.export}")
-    return model
 
 
 if __name__ == "__main__":

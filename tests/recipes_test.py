@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -77,15 +79,35 @@ class TrainingRecipesTest:
     def test_train_relight_splits_by_subject(self, tmp_path):
         data = yale_folder(tmp_path / "yale")
         run_dir = str(tmp_path / "run")
+        exported = str(tmp_path / "relight.weights.h5")
         recipe("train_relight").main(
-            [data, "--run-dir", run_dir, *TINY, "--validation-subjects", "1"]
-        )
+            [data, "--run-dir", run_dir, *TINY, "--validation-subjects", "1",
+             "--recalibrate-batches", "2", "--export", exported]
+        )  # fmt: skip
+        network = keras_rbdn.build(branches=1, task="relight", c=4, D=1)
+        network.load_weights(exported)
         split = open(os.path.join(run_dir, "split.txt")).read().split("\n")
         train = set(split[0].split()[1:])
         validation = set(split[1].split()[1:])
         assert len(validation) == 1 and len(train) == 3
         assert not train & validation
         assert training.latest_checkpoint(run_dir)[1] == 1
+
+    @pytest.mark.parametrize(
+        "name", ["train_denoise", "train_relight", "train_colorize"]
+    )
+    def test_runs_as_a_script_from_elsewhere(self, tmp_path, name):
+        # The recipes import `common.py` from their own folder.
+        result = subprocess.run(
+            [sys.executable, os.path.join(RECIPES, f"{name}.py"), "--help"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        for flag in ("--run-dir", "--recalibrate-batches", "--export"):
+            assert flag in result.stdout
 
 
 @pytest.mark.slow

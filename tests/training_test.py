@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_rbdn
 from keras_rbdn import training
 
 # A tiny training run, shared by the killed process and the resumed one.
@@ -22,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import keras_rbdn
 import keras_rbdn
 from keras_rbdn import training
 
@@ -200,6 +202,7 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
 import keras
 
 import tiny_trainer
+import keras_rbdn
 from keras_rbdn import training
 
 print("devices", len(training.local_devices()))
@@ -270,3 +273,182 @@ class RecalibrateBatchNormTest:
             variance, np.mean([b.var(0) for b in batches], 0), atol=1e-4
         )
         assert normalization.momentum == 0.99
+
+
+def tiny_network(name="rbdn"):
+    return keras_rbdn.build(
+        branches=1, task="denoise", K=3, c=4, D=1, name=name
+    )
+
+
+def batch_norm_statistics(model):
+    return [
+        keras.ops.convert_to_numpy(variable)
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for variable in (layer.moving_mean, layer.moving_variance)
+    ]
+
+
+def assert_weights_equal(expected, actual):
+    for left, right in zip(expected.weights, actual.weights, strict=True):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(left), keras.ops.convert_to_numpy(right)
+        )
+
+
+class CompileForTrainingTest:
+    def test_adam_with_cosine_decay(self):
+        model = tiny_network()
+        compiled = training.compile_for_training(
+            model, "mean_squared_error", learning_rate=2e-3, total_steps=30
+        )
+        assert compiled is model
+        assert isinstance(model.optimizer, keras.optimizers.Adam)
+        schedule = model.optimizer._learning_rate
+        assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+        assert schedule.initial_learning_rate == pytest.approx(2e-3)
+        assert schedule.decay_steps == 30
+        assert schedule.alpha == pytest.approx(0.05)
+        # From the initial rate at step 0 down to alpha times it at the end.
+        rates = [float(schedule(step)) for step in (0, 15, 30, 60)]
+        np.testing.assert_allclose(
+            rates, [2e-3, 2e-3 * 0.525, 1e-4, 1e-4], rtol=1e-5
+        )
+        assert model.loss == "mean_squared_error"
+
+    def test_trains_and_follows_the_schedule(self):
+        model = training.compile_for_training(
+            tiny_network(), "mse", learning_rate=1e-3, total_steps=4, alpha=0.5
+        )
+        x = np.random.default_rng(0).random((4, 16, 16, 1), dtype="float32")
+        history = model.fit(x, x, batch_size=2, epochs=2, verbose=0)
+        assert int(model.optimizer.iterations) == 4
+        assert np.all(np.isfinite(history.history["loss"]))
+        np.testing.assert_allclose(
+            float(model.optimizer.learning_rate), 5e-4, rtol=1e-5
+        )
+
+    @pytest.mark.parametrize(
+        "name, value",
+        [
+            ("learning_rate", 0.0),
+            ("learning_rate", -1e-3),
+            ("learning_rate", float("nan")),
+            ("learning_rate", True),
+            ("learning_rate", "1e-3"),
+            ("total_steps", 0),
+            ("total_steps", 2.5),
+            ("total_steps", True),
+            ("alpha", -0.1),
+            ("alpha", 1.5),
+            ("alpha", None),
+        ],
+    )
+    def test_rejects_bad_arguments(self, name, value):
+        arguments = dict(learning_rate=1e-3, total_steps=10, alpha=0.05)
+        arguments[name] = value
+        model = tiny_network()
+        with pytest.raises(ValueError, match=f"`{name}`.*{name}="):
+            training.compile_for_training(model, "mse", **arguments)
+        assert not model.compiled
+
+
+class ExportWeightsTest:
+    def training_model(self):
+        """An RBDN wrapped into a training model, as the denoise recipe."""
+        network = tiny_network()
+        inputs = keras.Input((None, None, 1))
+        noisy = keras.layers.GaussianNoise(0.1)(inputs)
+        model = keras.Model(inputs, network(noisy), name="trainer")
+        return network, model
+
+    def counted_batches(self, consumed):
+        """Endless `(x, y)` batches; `consumed[0]` counts those taken."""
+        rng = np.random.default_rng(0)
+        while True:
+            consumed[0] += 1
+            x = rng.random((2, 16, 16, 1), dtype="float32") * 3.0 + 1.0
+            yield x, x
+
+    def test_recalibrates_and_writes_the_inner_network(self, tmp_path):
+        network, model = self.training_model()
+        before = batch_norm_statistics(network)
+        consumed = [0]
+        path = str(tmp_path / "network.weights.h5")
+        count = training.export_weights(
+            model,
+            path,
+            recalibration_data=self.counted_batches(consumed),
+            recalibrate_batches=2,
+        )
+        assert count == 2 and consumed[0] == 2
+        after = batch_norm_statistics(network)
+        assert any(
+            not np.allclose(old, new)
+            for old, new in zip(before, after, strict=True)
+        )
+        # The file holds the RBDN alone (no noise layer, no optimizer) and
+        # loads back into a fresh one, recalibrated statistics included.
+        fresh = tiny_network()
+        fresh.load_weights(path)
+        assert_weights_equal(network, fresh)
+        assert not [name for name in os.listdir(tmp_path) if "partial" in name]
+
+    def test_without_recalibration_keeps_statistics(self, tmp_path):
+        network = tiny_network()
+        before = batch_norm_statistics(network)
+        path = tmp_path / "plain.weights.h5"
+        assert training.export_weights(network, path) == 0
+        for old, new in zip(
+            before, batch_norm_statistics(network), strict=True
+        ):
+            np.testing.assert_array_equal(old, new)
+        fresh = tiny_network()
+        fresh.load_weights(str(path))
+        assert_weights_equal(network, fresh)
+
+    def test_explicit_network_and_bare_input_batches(self, tmp_path):
+        first, second = tiny_network("first"), tiny_network("second")
+        inputs = keras.Input((None, None, 1))
+        model = keras.Model(inputs, [first(inputs), second(inputs)])
+        path = str(tmp_path / "second.weights.h5")
+        with pytest.raises(ValueError, match="2 RBDNs"):
+            training.export_weights(model, path)
+        batches = [np.ones((2, 16, 16, 1), "float32")] * 3
+        count = training.export_weights(
+            model,
+            path,
+            recalibration_data=batches,
+            recalibrate_batches=5,
+            network=second,
+        )
+        assert count == 3
+        fresh = tiny_network()
+        fresh.load_weights(path)
+        assert_weights_equal(second, fresh)
+
+    @pytest.mark.parametrize(
+        "arguments, message",
+        [
+            (dict(path="weights.h5"), "`path`.*path='weights.h5'"),
+            (dict(path=None), "`path`.*path=None"),
+            (
+                dict(recalibrate_batches=-1, recalibration_data=[]),
+                "`recalibrate_batches`.*recalibrate_batches=-1",
+            ),
+            (
+                dict(recalibrate_batches=1.5, recalibration_data=[]),
+                "`recalibrate_batches`.*recalibrate_batches=1.5",
+            ),
+            (
+                dict(recalibrate_batches=4),
+                "`recalibration_data`.*recalibration_data=None",
+            ),
+        ],
+    )
+    def test_rejects_bad_arguments(self, tmp_path, arguments, message):
+        arguments = {"path": str(tmp_path / "x.weights.h5"), **arguments}
+        with pytest.raises(ValueError, match=message):
+            training.export_weights(tiny_network(), **arguments)
+        assert not os.listdir(tmp_path)

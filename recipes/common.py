@@ -1,0 +1,111 @@
+"""What the training recipes share: flags, network, optimizer, last step.
+
+Not a recipe: `train_denoise.py`, `train_relight.py` and `train_colorize.py`
+import it (each puts this folder on `sys.path` first, so that it is found
+whether the recipe runs as a script or is loaded by path, as the tests do).
+"""
+
+import argparse
+
+import keras_rbdn
+
+
+def training_parser(
+    description, data_help, run_dir, steps_per_epoch=200, batch_size=64
+):
+    """An argument parser with the flags every training recipe takes.
+
+    The recipe adds its own flags (data and model options) to it.
+
+    Args:
+        description: str. The parser's description.
+        data_help: str. Help of the positional `data_dir` argument.
+        run_dir: str or `None`. Default of `--run-dir`.
+        steps_per_epoch: int. Default of `--steps-per-epoch`.
+        batch_size: int. Default of `--batch-size`.
+
+    Returns:
+        An `argparse.ArgumentParser`.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("data_dir", help=data_help)
+    parser.add_argument("--run-dir", default=run_dir)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--steps-per-epoch", type=int, default=steps_per_epoch)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--branches", type=int, default=3)
+    parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--kernel-size", type=int, default=9)
+    parser.add_argument("--trunk-depth", type=int, default=9)
+    parser.add_argument("--distribute", action="store_true")
+    parser.add_argument(
+        "--recalibrate-batches",
+        type=int,
+        default=100,
+        help="before --export, re-estimate batch-norm statistics on this "
+        "many training batches (0: keep the moving averages)",
+    )
+    parser.add_argument(
+        "--export", help="write the final network weights (no optimizer) here"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", default="auto")
+    return parser
+
+
+def build_network(args, task, **overrides):
+    """The RBDN of the flags' architecture (`keras_rbdn.build`)."""
+    return keras_rbdn.build(
+        branches=args.branches,
+        task=task,
+        filters=args.filters,
+        kernel_size=args.kernel_size,
+        trunk_depth=args.trunk_depth,
+        **overrides,
+    )
+
+
+def compile_model(model, loss, args):
+    """Compiles `model` with Adam and the cosine schedule of the flags."""
+    return keras_rbdn.training.compile_for_training(
+        model,
+        loss,
+        learning_rate=args.learning_rate,
+        total_steps=args.epochs * args.steps_per_epoch,
+    )
+
+
+def train_and_export(args, build_model, train, validation):
+    """Trains (resuming from `--run-dir`), then writes `--export` if given.
+
+    Args:
+        args: The parsed flags of `training_parser`.
+        build_model: callable returning the compiled training model.
+        train: The repeated training `tf.data.Dataset` of `(x, y)` batches;
+            its first `--recalibrate-batches` batches recalibrate batch
+            normalization before the export.
+        validation: The validation data.
+
+    Returns:
+        The trained model.
+    """
+    model, _ = keras_rbdn.training.fit(
+        build_model,
+        train,
+        epochs=args.epochs,
+        run_dir=args.run_dir,
+        validation_data=validation,
+        steps_per_epoch=args.steps_per_epoch,
+        distribute=args.distribute,
+        verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
+    )
+    if args.export:
+        keras_rbdn.training.export_weights(
+            model,
+            args.export,
+            recalibration_data=train,
+            recalibrate_batches=args.recalibrate_batches,
+        )
+        print(f"Wrote {args.export}")
+    return model
