@@ -104,13 +104,14 @@ def _use_window_view():
     return keras.backend.backend() == "tensorflow"
 
 
-def _pool_window_view(inputs, compute_dtype):
-    """Max pool with switches via a native max pool and a window view."""
-    padded = _pad_to_even(inputs, float("-inf"))
-    window_max = ops.max_pool(padded, _WINDOW, _WINDOW, padding="valid")
+def _first_max_mask(padded, window_max):
+    """0/1 mask of each window's first maximum (row-major), `padded`'s size.
+
+    Members equal to the window maximum get the key 3 - (row-major rank),
+    the others -1; a max pool of the keys finds the largest key of every
+    window, which is its first maximum.
+    """
     windows = _to_windows(padded)
-    # Members equal to the window maximum get the key 3 - (row-major rank),
-    # the others -1; the largest key in a window is its first maximum.
     rank = ops.reshape(
         ops.cast(ops.arange(4, dtype="int32"), padded.dtype), (1, 1, 2, 1, 2, 1)
     )
@@ -119,17 +120,38 @@ def _pool_window_view(inputs, compute_dtype):
         3.0 - rank,
         ops.cast(-1.0, padded.dtype),
     )
-    key_shape = ops.shape(padded)
     first = ops.max_pool(
-        ops.reshape(keys, key_shape), _WINDOW, _WINDOW, padding="valid"
+        ops.reshape(keys, ops.shape(padded)), _WINDOW, _WINDOW, padding="valid"
     )
-    is_switch = ops.equal(keys, _per_window(first))
-    # One non-zero term per window: the gradient reaches the switch only.
-    pooled = ops.sum(
-        ops.where(is_switch, windows, ops.zeros_like(windows)), axis=(2, 4)
-    )
+    mask = ops.cast(ops.equal(keys, _per_window(first)), padded.dtype)
+    return ops.reshape(mask, ops.shape(padded))
+
+
+def _pool_window_view(inputs, compute_dtype):
+    """Max pool with switches: a native max pool and a window-view mask.
+
+    The pooled values are the native max pool's output as they are. Their
+    gradient is set explicitly (`tf.custom_gradient`): the output gradient
+    unpooled with the mask, so it reaches the selected position only,
+    whatever tie rule the device's own max-pool gradient follows.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def pool(padded):
+        window_max = ops.max_pool(padded, _WINDOW, _WINDOW, padding="valid")
+        mask = _first_max_mask(padded, window_max)
+
+        def grad(upstream, *unused_mask_upstream):
+            return _unpool_window_view(upstream, mask)
+
+        return (window_max, mask), grad
+
+    pooled, mask = pool(_pad_to_even(inputs, float("-inf")))
     height, width = _spatial_size(inputs)
-    switches = _from_windows(ops.cast(is_switch, compute_dtype), height, width)
+    switches = ops.cast(
+        tf.stop_gradient(mask[:, :height, :width, :]), compute_dtype
+    )
     return pooled, switches
 
 
