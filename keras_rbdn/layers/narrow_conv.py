@@ -1,4 +1,4 @@
-"""A convolution to few output channels, computed as projection + shifts."""
+"""A convolution to few output channels, computed as rows, then a shift-sum."""
 
 import keras
 import numpy as np
@@ -24,11 +24,14 @@ class NarrowConv2D(keras.layers.Conv2D):
     With a stride-1, undilated, `"same"` convolution of odd kernel size
     `K` and `F <= 4` filters, the TensorFlow backend instead computes:
 
-    1. a 1 x 1 projection to `K * K * F` channels, one per kernel tap (an
-       efficient matrix product);
-    2. the sum of each tap's map shifted to its place: a 1 x K depthwise
-       convolution with one-hot kernels, a sum over the column taps, then
-       a K x 1 depthwise one-hot convolution and a sum over the row taps.
+    1. a 1 x K convolution from the `C` input channels to `K * F`
+       channels, one per (kernel row, filter): channel `(i, f)` holds
+       what row `i` of the kernel contributes to filter `f`, still at the
+       position of the input row. Its output is `K * F` channels wide, a
+       shape TensorFlow's kernels run efficiently;
+    2. a K x 1 convolution with one-hot weights from `K * F` channels to
+       `F`, which moves row `i`'s contribution up or down to its place and
+       sums the rows.
 
     Every other configuration, and the JAX and PyTorch backends (whose
     compiled or native convolutions are already as fast, see
@@ -57,9 +60,9 @@ class NarrowConv2D(keras.layers.Conv2D):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self._shift_kernels = None
+        self._row_shift_kernel = None
         if self._narrow_path_applies():
-            self._shift_kernels = _one_hot_shift_kernels(
+            self._row_shift_kernel = _row_shift_kernel(
                 self.kernel_size[0], self.filters
             )
 
@@ -79,39 +82,20 @@ class NarrowConv2D(keras.layers.Conv2D):
         )
 
     def call(self, inputs):
-        if getattr(self, "_shift_kernels", None) is None:
+        if getattr(self, "_row_shift_kernel", None) is None:
             return super().call(inputs)
         size = self.kernel_size[0]
         filters = self.filters
         channels = self.kernel.shape[2]
         dtype = inputs.dtype
-        batch, height, width = (
-            ops.shape(inputs)[0],
-            ops.shape(inputs)[1],
-            ops.shape(inputs)[2],
+        # (row, column, C, F) -> (1, column, C, row * F + f).
+        row_kernel = ops.reshape(
+            ops.transpose(self.kernel, (1, 2, 0, 3)),
+            (1, size, channels, size * filters),
         )
-        # (K, K, C, F) -> (C, K * K * F), taps ordered (row, column, filter).
-        projection = ops.reshape(
-            ops.transpose(self.kernel, (2, 0, 1, 3)),
-            (channels, size * size * filters),
-        )
-        taps = ops.matmul(inputs, ops.cast(projection, dtype))
-        row_kernel, column_kernel = self._shift_kernels
-        shifted = ops.depthwise_conv(
-            taps, ops.cast(row_kernel, dtype), padding="same"
-        )
-        shifted = ops.reshape(
-            shifted, (batch, height, width, size, size, filters)
-        )
-        rows = ops.reshape(
-            ops.sum(shifted, axis=4), (batch, height, width, size * filters)
-        )
-        shifted = ops.depthwise_conv(
-            rows, ops.cast(column_kernel, dtype), padding="same"
-        )
-        outputs = ops.sum(
-            ops.reshape(shifted, (batch, height, width, size, filters)),
-            axis=3,
+        rows = ops.conv(inputs, ops.cast(row_kernel, dtype), padding="same")
+        outputs = ops.conv(
+            rows, ops.cast(self._row_shift_kernel, dtype), padding="same"
         )
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, dtype)
@@ -120,20 +104,13 @@ class NarrowConv2D(keras.layers.Conv2D):
         return outputs
 
 
-def _one_hot_shift_kernels(size, filters):
-    """Depthwise kernels that move each tap's map to its kernel position.
+def _row_shift_kernel(size, filters):
+    """The one-hot `(size, 1, size * filters, filters)` shift-sum kernel.
 
-    Returns a `(1, size, size * size * filters, 1)` kernel whose channel
-    (row i, column j, filter f) is one-hot at column j, and a
-    `(size, 1, size * filters, 1)` kernel whose channel (row i, filter f)
-    is one-hot at row i.
+    Channel `(row i, filter f)` of its input is moved by `i - size // 2`
+    rows (a one at kernel row `i`) and added into output filter `f`.
     """
-    row_kernel = np.zeros((1, size, size, size, filters), "float32")
-    column_kernel = np.zeros((size, 1, size, filters), "float32")
-    for index in range(size):
-        row_kernel[0, index, :, index, :] = 1.0
-        column_kernel[index, 0, index, :] = 1.0
-    return (
-        row_kernel.reshape(1, size, size * size * filters, 1),
-        column_kernel.reshape(size, 1, size * filters, 1),
-    )
+    kernel = np.zeros((size, 1, size, filters, filters), "float32")
+    for row in range(size):
+        kernel[row, 0, row] = np.eye(filters, dtype="float32")
+    return kernel.reshape(size, 1, size * filters, filters)
