@@ -107,24 +107,25 @@ def _use_window_view():
 def _first_max_mask(padded, window_max):
     """0/1 mask of each window's first maximum (row-major), `padded`'s size.
 
-    Members equal to the window maximum get the key 3 - (row-major rank),
-    the others -1; a max pool of the keys finds the largest key of every
-    window, which is its first maximum.
+    One full-size comparison with the window maximum, then the tie rule on
+    the four window members at the pooled resolution (boolean ops on
+    quarter-size maps), then one interleave back to full size.
     """
-    windows = _to_windows(padded)
-    rank = ops.reshape(
-        ops.cast(ops.arange(4, dtype="int32"), padded.dtype), (1, 1, 2, 1, 2, 1)
+    is_max = ops.equal(_to_windows(padded), _per_window(window_max))
+    top_left = is_max[:, :, 0, :, 0, :]
+    top_right = is_max[:, :, 0, :, 1, :]
+    bottom_left = is_max[:, :, 1, :, 0, :]
+    top = ops.logical_or(top_left, top_right)
+    first = [
+        top_left,
+        ops.logical_and(top_right, ops.logical_not(top_left)),
+        ops.logical_and(bottom_left, ops.logical_not(top)),
+        ops.logical_not(ops.logical_or(top, bottom_left)),
+    ]
+    windows = ops.stack(
+        [ops.stack(first[:2], axis=3), ops.stack(first[2:], axis=3)], axis=2
     )
-    keys = ops.where(
-        ops.equal(windows, _per_window(window_max)),
-        3.0 - rank,
-        ops.cast(-1.0, padded.dtype),
-    )
-    first = ops.max_pool(
-        ops.reshape(keys, ops.shape(padded)), _WINDOW, _WINDOW, padding="valid"
-    )
-    mask = ops.cast(ops.equal(keys, _per_window(first)), padded.dtype)
-    return ops.reshape(mask, ops.shape(padded))
+    return ops.reshape(ops.cast(windows, padded.dtype), ops.shape(padded))
 
 
 def _pool_window_view(inputs, compute_dtype):
