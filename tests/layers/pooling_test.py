@@ -80,8 +80,11 @@ class MaxPoolingWithArgmax2DTest:
     def test_one_switch_per_window(self):
         x = np.zeros((1, 5, 3, 2), "float32")  # every pixel ties
         _, switches = MaxPoolingWithArgmax2D()(x)
+        assert ops.convert_to_numpy(switches).dtype == np.bool_
         windows = ops.convert_to_numpy(
-            keras.layers.AveragePooling2D(2, padding="same")(switches)
+            keras.layers.AveragePooling2D(2, padding="same")(
+                ops.cast(switches, "float32")
+            )
         )
         # Each window sums to 1; "same" averaging divides by real pixels.
         counts = np.array([[4, 2], [4, 2], [2, 1]], "float32")[None, :, :, None]
