@@ -144,13 +144,24 @@ def _pool_window_view(inputs):
         mask = _first_max_mask(padded, window_max)
 
         def grad(upstream, *unused_mask_upstream):
-            return _unpool_window_view(upstream, mask)
+            # No custom gradient inside a gradient: SavedModels keep it.
+            return _select_at_switches(upstream, mask)
 
         return (window_max, mask), grad
 
     pooled, mask = pool(_pad_to_even(inputs, float("-inf")))
     height, width = _spatial_size(inputs)
     return pooled, tf.stop_gradient(mask[:, :height, :width, :])
+
+
+def _select_at_switches(values, padded_switches):
+    """Each value at its window's switch, zeros elsewhere (even sizes)."""
+    upsampled = ops.where(
+        _to_windows(padded_switches),
+        _per_window(values),
+        ops.zeros((), dtype=values.dtype),
+    )
+    return ops.reshape(upsampled, ops.shape(padded_switches))
 
 
 def _unpool_window_view(values, switches):
@@ -169,12 +180,6 @@ def _unpool_window_view(values, switches):
 
     @tf.custom_gradient
     def unpool(values):
-        upsampled = ops.where(
-            _to_windows(padded_switches),
-            _per_window(values),
-            ops.zeros((), dtype=values.dtype),
-        )
-
         def grad(upstream):
             selected = ops.where(
                 padded_switches,
@@ -183,7 +188,8 @@ def _unpool_window_view(values, switches):
             )
             return ops.max_pool(selected, _WINDOW, _WINDOW, padding="valid")
 
-        return _from_windows(upsampled, height, width), grad
+        upsampled = _select_at_switches(values, padded_switches)
+        return upsampled[:, :height, :width, :], grad
 
     return unpool(values)
 
