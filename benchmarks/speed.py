@@ -393,7 +393,7 @@ def report(args, results, loads, elapsed):
                 f"| BM3D (`bm3d.bm3d`, sigma_psd={BM3D_SIGMA:g}/255; "
                 f"runs: {all_times}) | {image['BM3D']:.2f} |",
                 f"| **BM3D / RBDN-3** | "
-                f"**{image['BM3D'] / image['RBDN-3']:.0f}x** |",
+                f"**{image['BM3D'] / image['RBDN-3']:.1f}x** |",
             ]
         else:
             lines.append(f"| BM3D | {image['BM3D']} |")
