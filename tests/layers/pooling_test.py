@@ -58,7 +58,9 @@ class MaxPoolingWithArgmax2DTest:
         x = np.random.default_rng(1).normal(size=shape).astype("float32")
         pooled, switches = MaxPoolingWithArgmax2D()(x)
         expected_pooled, expected_mask = reference_pool(x)
-        np.testing.assert_array_equal(ops.convert_to_numpy(pooled), expected_pooled)
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(pooled), expected_pooled
+        )
         np.testing.assert_array_equal(
             ops.convert_to_numpy(switches), expected_mask
         )
@@ -182,6 +184,39 @@ class MaxUnpooling2DTest:
             None,
             8,
         )
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_gradients_exact_in_half_precision(policy):
+    # Values and weights are small multiples of 1/8, exact in float16 and
+    # bfloat16; every gradient entry is one selected weight (no sums), so
+    # the half-precision gradients must equal the reference exactly.
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 3, size=(2, 7, 5, 3)).astype("float32")  # ties
+    weights = (rng.integers(-8, 9, size=(2, 4, 3, 3)) / 8).astype("float32")
+    pool = MaxPoolingWithArgmax2D(dtype=policy)
+    unpool = MaxUnpooling2D(dtype=policy)
+    _, mask = reference_pool(x)
+
+    def pooled_times_weights(v):
+        return ops.multiply(ops.cast(pool(v)[0], "float32"), weights)
+
+    np.testing.assert_array_equal(
+        gradient(pooled_times_weights, x), reference_unpool(weights, mask)
+    )
+    _, switches = pool(x)
+    upstream = (rng.integers(-8, 9, size=x.shape) / 8).astype("float32")
+
+    def unpooled_times_upstream(v):
+        out = ops.cast(unpool([v, switches]), "float32")
+        return ops.multiply(out, upstream)
+
+    expected = np.zeros(weights.shape, "float32")
+    for y, z in np.ndindex(7, 5):
+        expected[:, y // 2, z // 2, :] += (upstream * mask)[:, y, z, :]
+    np.testing.assert_array_equal(
+        gradient(unpooled_times_upstream, weights), expected
+    )
 
 
 @pytest.mark.slow  # torch.compile takes about a minute on 2 CPU cores.
