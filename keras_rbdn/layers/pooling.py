@@ -95,11 +95,12 @@ def _spatial_size(x):
 def _use_window_view():
     """Whether to use the formulation tuned for TensorFlow graphs.
 
-    TensorFlow without XLA runs each op as its own kernel: there a native
-    max pool plus a few elementwise ops on a free `(b, h, 2, w, 2, c)`
-    reshape is 1.6x (forward) to 2.7x (forward + backward) faster than the
-    strided-slice formulation. Under JAX (XLA) and PyTorch the slices are
-    as fast or faster (see `benchmarks/SPEED_NOTES.md`).
+    TensorFlow without XLA runs each op as its own kernel: there the
+    native max pool (with its gradient set explicitly), a mask from a few
+    ops on a free `(b, h, 2, w, 2, c)` reshape and a broadcast select for
+    unpooling are several times faster than the strided-slice formulation.
+    Under JAX (XLA) and PyTorch the slices are as fast or faster
+    (`benchmarks/SPEED_NOTES.md`, sections 3, 11 and 13).
     """
     return keras.backend.backend() == "tensorflow"
 
@@ -292,8 +293,9 @@ class MaxUnpooling2D(keras.layers.Layer):
     Input shape:
         A list `[values, switches]`: `values` of shape
         `(batch_size, ceil(height / 2), ceil(width / 2), channels)`, and the
-        `switches` mask returned by `MaxPoolingWithArgmax2D`,
-        `(batch_size, height, width, channels)`.
+        boolean `switches` mask returned by `MaxPoolingWithArgmax2D`,
+        `(batch_size, height, width, channels)` (a 0/1 mask of another
+        dtype is accepted too).
 
     Output shape:
         4D tensor `(batch_size, height, width, channels)`.
