@@ -52,13 +52,16 @@ def _window_position(height, width):
 def _pad_to_even(x, fill):
     """Pads height and width to even sizes with `fill` (Caffe's ceil mode).
 
-    Static even sizes are returned untouched; otherwise one row and column
-    are added and the result is sliced to an even size, which also works
-    for sizes only known when the graph runs.
+    With static sizes, only the odd ones get one more row or column (even
+    sizes are returned untouched). Sizes only known when the graph runs
+    get one row and column, then a slice to even sizes.
     """
-    if x.shape[1] is not None and x.shape[2] is not None:
-        if x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
+    height, width = x.shape[1], x.shape[2]
+    if height is not None and width is not None:
+        if height % 2 == 0 and width % 2 == 0:
             return x
+        padding = [[0, 0], [0, height % 2], [0, width % 2], [0, 0]]
+        return ops.pad(x, padding, constant_values=fill)
     height, width = ops.shape(x)[1], ops.shape(x)[2]
     padded = ops.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]], constant_values=fill)
     return padded[:, : 2 * ((height + 1) // 2), : 2 * ((width + 1) // 2), :]
