@@ -75,13 +75,6 @@ def _to_windows(x):
     )
 
 
-def _from_windows(x, height, width):
-    """Inverse of `_to_windows`, cropped to `height` x `width`."""
-    shape = ops.shape(x)
-    x = ops.reshape(x, (-1, shape[1] * _WINDOW, shape[3] * _WINDOW, shape[5]))
-    return x[:, :height, :width, :]
-
-
 def _per_window(x):
     """`(b, h, w, c)` -> `(b, h, 1, w, 1, c)`, broadcastable on windows."""
     return ops.expand_dims(ops.expand_dims(x, 2), 4)
