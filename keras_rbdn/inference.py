@@ -313,17 +313,23 @@ def write_image(path, pixels, alpha=None, bit_depth=8, overwrite=False):
 # Inference on images of any size.
 
 
-def find_rbdn(model):
-    """The first `RBDN` inside `model` (or `model` itself), or `None`."""
+def rbdns_in(model):
+    """Every `RBDN` in `model` (itself included), depth first; no nesting.
+
+    An RBDN's own layers are not searched.
+    """
     from keras_rbdn.models.rbdn import RBDN
 
     if isinstance(model, RBDN):
-        return model
+        yield model
+        return
     for layer in getattr(model, "layers", []):
-        found = find_rbdn(layer)
-        if found is not None:
-            return found
-    return None
+        yield from rbdns_in(layer)
+
+
+def find_rbdn(model):
+    """The first `RBDN` inside `model` (or `model` itself), or `None`."""
+    return next(rbdns_in(model), None)
 
 
 def receptive_radius(network):

@@ -30,7 +30,7 @@ import warnings
 import keras
 
 from keras_rbdn import presets
-from keras_rbdn.models import RBDN
+from keras_rbdn.inference import rbdns_in
 
 CHECKPOINT_SUFFIX = ".weights.h5"
 _CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{4,})\.weights\.h5$")
@@ -357,13 +357,7 @@ def recalibrate_batch_norm(model, batches):
 
 def _network_to_export(model):
     """`model` if it is an RBDN, else the one RBDN inside it, else `model`."""
-    if isinstance(model, RBDN):
-        return model
-    networks = [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, RBDN)
-    ]
+    networks = list(rbdns_in(model))
     if len(networks) > 1:
         raise ValueError(
             f"`model` holds {len(networks)} RBDNs; pass the one to export "
