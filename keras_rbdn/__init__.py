@@ -19,6 +19,7 @@ from keras_rbdn.models import RBDN
 from keras_rbdn.models import TASKS
 from keras_rbdn.models import TaskSpec
 from keras_rbdn.models import build
+from keras_rbdn.models import fold_batch_norm
 from keras_rbdn.models import get_task
 from keras_rbdn.models import image_model
 from keras_rbdn.presets import load

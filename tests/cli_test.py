@@ -152,6 +152,19 @@ class ExportCommandTest:
         assert (
             capsys.readouterr().out.strip().endswith(os.path.join("tiny", "3"))
         )
+        (network,) = keras_rbdn.inference.rbdns_in(model)
+        assert network.batch_norm is True  # Not folded unless asked.
+
+    def test_fold_batch_norm(self, tmp_path, model_file, monkeypatch):
+        calls = []
+        monkeypatch.setattr(
+            keras_rbdn, "export", lambda model, path, **_: calls.append(model)
+        )
+        arguments = ["export", "--model", model_file, "--fold-batch-norm"]
+        assert cli.main(arguments + ["--output", str(tmp_path)]) == 0
+        (model,) = calls
+        (network,) = keras_rbdn.inference.rbdns_in(model)
+        assert network.batch_norm is False
 
 
 class EvaluateCommandTest:

@@ -35,7 +35,7 @@ def _check_choice(name, value, choices):
         )
 
 
-def _conv_bn_relu(x, filters, kernel_size, name, dilation_rate=1):
+def _conv_bn_relu(x, filters, kernel_size, name, batch_norm, dilation_rate):
     x = keras.layers.Conv2D(
         filters,
         kernel_size,
@@ -43,7 +43,8 @@ def _conv_bn_relu(x, filters, kernel_size, name, dilation_rate=1):
         dilation_rate=dilation_rate,
         name=name,
     )(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -102,6 +103,11 @@ class RBDN(keras.Model):
             output_channels`). Not in the paper. Defaults to `False`.
         trunk_dilation_rate: int. Dilation of the trunk convolutions; `1` is
             the paper's network. Defaults to `1`.
+        batch_norm: bool. Whether each convolution but `deconv1` is
+            followed by batch normalization, as in the paper. `False` is
+            the inference form that `keras_rbdn.fold_batch_norm` returns
+            (the normalization folded into the convolution weights); it is
+            not meant for training from scratch. Defaults to `True`.
         name: str. Model name. Defaults to `"rbdn"`.
         **kwargs: Other `keras.Model` keyword arguments.
 
@@ -132,6 +138,7 @@ class RBDN(keras.Model):
         merge="concat",
         global_residual=False,
         trunk_dilation_rate=1,
+        batch_norm=True,
         name="rbdn",
         **kwargs,
     ):
@@ -147,6 +154,11 @@ class RBDN(keras.Model):
         _check_int("trunk_dilation_rate", trunk_dilation_rate, 1)
         _check_choice("upsampling", upsampling, UPSAMPLING_MODES)
         _check_choice("merge", merge, MERGE_MODES)
+        if not isinstance(batch_norm, bool):
+            raise ValueError(
+                "`batch_norm` must be True or False. Received: "
+                f"batch_norm={batch_norm!r}"
+            )
         if global_residual and input_channels != output_channels:
             raise ValueError(
                 "`global_residual=True` adds the input to the output, so "
@@ -156,6 +168,11 @@ class RBDN(keras.Model):
             )
         learnable = upsampling == "learnable"
         concat = merge == "concat"
+
+        def conv_block(x, size, name, dilation_rate=1):
+            return _conv_bn_relu(
+                x, filters, size, name, batch_norm, dilation_rate
+            )
 
         def pool(x, name):
             """Returns the pooled map and what upsampling needs to undo it."""
@@ -172,7 +189,7 @@ class RBDN(keras.Model):
         def branch(x, level):
             """Branch B_level on `x` (scale 1/2^level), back at that scale."""
             tag = f"B{level}"
-            x = _conv_bn_relu(x, filters, BRANCH_KERNEL_SIZE, f"conv{tag}_1")
+            x = conv_block(x, BRANCH_KERNEL_SIZE, f"conv{tag}_1")
             pooled, undo = pool(x, f"pool{tag}")
             x = pooled
             if level < branches:
@@ -184,17 +201,15 @@ class RBDN(keras.Model):
                     if concat
                     else deeper
                 )
-            x = _conv_bn_relu(x, filters, BRANCH_KERNEL_SIZE, f"conv{tag}_2")
+            x = conv_block(x, BRANCH_KERNEL_SIZE, f"conv{tag}_2")
             x = upsample(x, undo, tag)
             if learnable:
-                x = _conv_bn_relu(
-                    x, filters, BRANCH_KERNEL_SIZE, f"deconv{tag}_1"
-                )
+                x = conv_block(x, BRANCH_KERNEL_SIZE, f"deconv{tag}_1")
             return x
 
         # === Functional Model ===
         inputs = keras.Input((None, None, input_channels), name="image")
-        x = _conv_bn_relu(inputs, filters, kernel_size, "conv1")
+        x = conv_block(inputs, kernel_size, "conv1")
         pooled, undo = pool(x, "pool1")
         x = pooled
         if branches > 0:
@@ -207,12 +222,8 @@ class RBDN(keras.Model):
                 else branch_output
             )
         for index in range(1, trunk_depth + 1):
-            x = _conv_bn_relu(
-                x,
-                filters,
-                trunk_kernel_size,
-                f"conv2_{index}",
-                dilation_rate=trunk_dilation_rate,
+            x = conv_block(
+                x, trunk_kernel_size, f"conv2_{index}", trunk_dilation_rate
             )
         x = upsample(x, undo, "1")
         # Same weights and function as Conv2D, faster for few channels.
@@ -238,6 +249,7 @@ class RBDN(keras.Model):
         self.merge = merge
         self.global_residual = global_residual
         self.trunk_dilation_rate = trunk_dilation_rate
+        self.batch_norm = batch_norm
 
     def get_config(self):
         return {
@@ -254,6 +266,7 @@ class RBDN(keras.Model):
             "merge": self.merge,
             "global_residual": self.global_residual,
             "trunk_dilation_rate": self.trunk_dilation_rate,
+            "batch_norm": self.batch_norm,
         }
 
     @classmethod
