@@ -23,15 +23,19 @@ not favour RBDN.
 import keras
 
 from keras_rbdn.layers import NarrowConv2D
+from keras_rbdn.models.folding import copy_folded_weights
 
 
-def dncnn(depth=17, filters=64, channels=1, name="dncnn"):
+def dncnn(depth=17, filters=64, channels=1, batch_norm=True, name="dncnn"):
     """Builds an uncompiled DnCNN.
 
     Args:
         depth: int. Number of convolution layers. Defaults to `17`.
         filters: int. Feature maps of the hidden layers. Defaults to `64`.
         channels: int. Image channels in and out. Defaults to `1`.
+        batch_norm: bool. `False` builds the inference form of
+            `fold_batch_norm` (layers 2..16 with a bias and no
+            normalization). Defaults to `True`.
         name: str. Model name. Defaults to `"dncnn"`.
 
     Returns:
@@ -47,9 +51,14 @@ def dncnn(depth=17, filters=64, channels=1, name="dncnn"):
     x = keras.layers.ReLU(name="conv1_relu")(x)
     for index in range(2, depth):
         x = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=False, name=f"conv{index}"
+            filters,
+            3,
+            padding="same",
+            use_bias=not batch_norm,
+            name=f"conv{index}",
         )(x)
-        x = keras.layers.BatchNormalization(name=f"conv{index}_bn")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"conv{index}_bn")(x)
         x = keras.layers.ReLU(name=f"conv{index}_relu")(x)
     residual = NarrowConv2D(channels, 3, padding="same", name=f"conv{depth}")(x)
     residual = keras.layers.Activation(
@@ -59,6 +68,15 @@ def dncnn(depth=17, filters=64, channels=1, name="dncnn"):
         [inputs, residual]
     )
     return keras.Model(inputs, outputs, name=name)
+
+
+def fold_batch_norm(model, depth=17, filters=64, channels=1):
+    """`model` (a `dncnn(...)` of these arguments) in inference form.
+
+    The same folding as `keras_rbdn.fold_batch_norm`, for the baseline.
+    """
+    target = dncnn(depth, filters, channels, batch_norm=False, name=model.name)
+    return copy_folded_weights(model, target)
 
 
 def multiply_adds_per_pixel(model):

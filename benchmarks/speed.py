@@ -25,6 +25,10 @@ Run from the repository root:
     python benchmarks/speed.py --infer-batch 4 --infer-size 256 \
         --train-batch 16 --train-size 64 --repeats 3 --no-bm3d
 
+With `--fold-batch-norm`, inference and the single image are timed on
+both networks in inference form (`keras_rbdn.fold_batch_norm`: batch
+normalization folded into the convolutions); training is not affected.
+
 On a GPU machine with JAX only (no TensorFlow installed), the same command
 with `KERAS_BACKEND=jax` works: nothing here imports TensorFlow unless it
 is the backend.
@@ -83,6 +87,12 @@ def parse_args(argv=None):
         "--skip",
         default="",
         help="comma-separated parts to skip: inference,training,image",
+    )
+    parser.add_argument(
+        "--fold-batch-norm",
+        action="store_true",
+        help="time inference and the single image with batch normalization "
+        "folded into the convolutions, in both networks (training keeps it)",
     )
     parser.add_argument(
         "--no-bm3d", action="store_true", help="skip BM3D even if installed"
@@ -186,9 +196,13 @@ def load_average():
 # --- Timing ------------------------------------------------------------------
 
 
+def jit_compile(args):
+    return {"auto": "auto", "true": True, "false": False}[args.jit]
+
+
 def build_models(args):
     keras.mixed_precision.set_global_policy(args.precision)
-    jit = {"auto": "auto", "true": True, "false": False}[args.jit]
+    jit = jit_compile(args)
     models = {
         "RBDN-3": keras_rbdn.build(branches=3, task="denoise"),
         "DnCNN-17": dncnn.dncnn(depth=17),
@@ -196,6 +210,20 @@ def build_models(args):
     for model in models.values():
         model.compile(optimizer="adam", loss="mse", jit_compile=jit)
     return models
+
+
+def inference_models(models, args):
+    """The networks to time at inference: as built, or folded."""
+    if not args.fold_batch_norm:
+        return models
+    jit = jit_compile(args)
+    folded = {
+        "RBDN-3": keras_rbdn.fold_batch_norm(models["RBDN-3"]),
+        "DnCNN-17": dncnn.fold_batch_norm(models["DnCNN-17"]),
+    }
+    for model in folded.values():
+        model.compile(loss="mse", jit_compile=jit)
+    return folded
 
 
 def alternate(functions, warmup, repeats):
@@ -351,6 +379,13 @@ def report(args, results, loads, elapsed):
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
         f"- source revision: {source_revision()} (plus uncommitted changes)",
         f"- precision policy: {args.precision}; jit_compile={args.jit}",
+        "- batch normalization at inference: "
+        + (
+            "folded into the convolutions in both networks "
+            "(`--fold-batch-norm`; training keeps it)"
+            if args.fold_batch_norm
+            else "as built (separate layers)"
+        ),
         f"- warm-up calls: {args.warmup}; timed calls per network: "
         f"{args.repeats}, alternating between the networks",
         "- load average (1, 5, 15 min): "
@@ -406,15 +441,16 @@ def main(argv=None):
     start = time.perf_counter()
     loads = {"start": load_average()}
     models = build_models(args)
+    predicting = inference_models(models, args)
     results = {}
     if "inference" not in skip:
-        results["inference"] = inference(models, args)
+        results["inference"] = inference(predicting, args)
         loads["after inference"] = load_average()
     if "training" not in skip:
         results["training"] = training(models, args)
         loads["after training"] = load_average()
     if "image" not in skip:
-        results["image"] = single_image(models, args)
+        results["image"] = single_image(predicting, args)
         loads["after image"] = load_average()
     text = report(args, results, loads, time.perf_counter() - start)
     print(text)

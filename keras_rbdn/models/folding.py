@@ -35,32 +35,57 @@ def _folded_weights(convolution, batch_norm):
     return kernel * scale, (bias - mean) * scale + beta
 
 
+def copy_folded_weights(source, target):
+    """Gives `target` the weights of `source` with its normalization folded.
+
+    `target` has the layers of `source` without its `BatchNormalization`
+    layers; every batch normalization of `source` is named after the
+    convolution it follows (`"<name>_bn"` after `"<name>"`), as in RBDN.
+    Each `Conv2D` of `target` (which needs a bias wherever a normalization
+    is folded in) gets the kernel and bias of the same-named convolution
+    of `source`, with that normalization folded in.
+
+    Args:
+        source: The trained Keras model, with batch normalization.
+        target: The same model built without it.
+
+    Returns:
+        `target`.
+    """
+    batch_norms = {
+        layer.name: layer
+        for layer in source.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    for layer in target.layers:
+        if not isinstance(layer, keras.layers.Conv2D):
+            continue
+        kernel, bias = _folded_weights(
+            source.get_layer(layer.name),
+            batch_norms.pop(f"{layer.name}_bn", None),
+        )
+        layer.kernel.assign(kernel.astype(layer.kernel.dtype))
+        if layer.use_bias:
+            layer.bias.assign(bias.astype(layer.bias.dtype))
+        elif np.any(bias):
+            raise ValueError(
+                f"Cannot fold into {layer.name!r} of {target.name!r}: the "
+                "folded convolution needs a bias, and it has none."
+            )
+    if batch_norms:
+        raise ValueError(
+            f"Could not fold batch normalization layers {sorted(batch_norms)}"
+            f" of {source.name!r}: no convolution of the same name."
+        )
+    return target
+
+
 def _fold_network(network):
     if not network.batch_norm:
         return network
     config = network.get_config()
     config["batch_norm"] = False
-    folded = RBDN.from_config(config)
-    batch_norms = {
-        layer.name: layer
-        for layer in network.layers
-        if isinstance(layer, keras.layers.BatchNormalization)
-    }
-    for layer in folded.layers:
-        if not isinstance(layer, keras.layers.Conv2D):
-            continue
-        kernel, bias = _folded_weights(
-            network.get_layer(layer.name),
-            batch_norms.pop(f"{layer.name}_bn", None),
-        )
-        layer.kernel.assign(kernel.astype(layer.kernel.dtype))
-        layer.bias.assign(bias.astype(layer.bias.dtype))
-    if batch_norms:  # Every normalization follows a convolution by name.
-        raise ValueError(
-            f"Could not fold batch normalization layers {sorted(batch_norms)}"
-            f" of {network.name!r}: no convolution of the same name."
-        )
-    return folded
+    return copy_folded_weights(network, RBDN.from_config(config))
 
 
 def fold_batch_norm(model):
