@@ -124,16 +124,11 @@ def main(argv=None):
         f"- load average at the end: {speed.load_average()}",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.output != "-":
-        path = args.output or os.path.join(
-            speed.RESULTS_DIR,
-            f"folding_{keras.backend.backend()}_{start:%Y%m%d}.md",
-        )
-        with open(path, "w") as file:
-            file.write(text)
-        print(f"Wrote {path}")
+    speed.record(
+        "\n".join(lines),
+        args.output,
+        f"folding_{keras.backend.backend()}_{start:%Y%m%d}.md",
+    )
 
 
 if __name__ == "__main__":

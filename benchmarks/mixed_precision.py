@@ -26,6 +26,8 @@ from PIL import Image
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCHMARKS))
 
+import speed  # noqa: E402
+
 import keras_rbdn  # noqa: E402
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -151,18 +153,12 @@ def main(argv=None):
     gap = abs(scores["mixed_bfloat16"] - scores["float32"])
     verdict = "met" if gap <= 0.1 else "NOT met"
     lines += ["", f"Target |bfloat16 - float32| <= 0.1 dB: {verdict}."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output != "-":
-        path = args.output or os.path.join(
-            BENCHMARKS,
-            "results",
-            f"mixed_precision_{backend}_{'shipped_' if args.shipped else ''}"
-            f"{datetime.date.today():%Y%m%d}.md",
-        )
-        with open(path, "w") as handle:
-            handle.write(text)
-        print(f"written: {path}")
+    speed.record(
+        "\n".join(lines) + "\n",
+        args.output,
+        f"mixed_precision_{backend}_{'shipped_' if args.shipped else ''}"
+        f"{datetime.date.today():%Y%m%d}.md",
+    )
 
 
 if __name__ == "__main__":

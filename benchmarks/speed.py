@@ -346,6 +346,23 @@ def single_image(models, args):
 # --- Report ------------------------------------------------------------------
 
 
+def record(text, output, default_name):
+    """Prints a Markdown report and writes it to `output`.
+
+    `None` writes `benchmarks/results/<default_name>`; `"-"` writes
+    nothing. Returns the path written, or `None`.
+    """
+    print(text)
+    if output == "-":
+        return None
+    path = output or os.path.join(RESULTS_DIR, default_name)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
+    print(f"written: {path}")
+    return path
+
+
 def format_section(title, unit, rows, ratio):
     lines = [
         f"| {title} | {unit}, median | min | max | seconds per call |",
@@ -453,17 +470,12 @@ def main(argv=None):
         results["image"] = single_image(predicting, args)
         loads["after image"] = load_average()
     text = report(args, results, loads, time.perf_counter() - start)
-    print(text)
-    if args.output != "-":
-        path = args.output or os.path.join(
-            RESULTS_DIR,
-            f"speed_{keras.backend.backend()}_{args.precision}_"
-            f"{datetime.date.today():%Y%m%d}.md",
-        )
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as handle:
-            handle.write(text)
-        print(f"written: {path}")
+    record(
+        text,
+        args.output,
+        f"speed_{keras.backend.backend()}_{args.precision}_"
+        f"{datetime.date.today():%Y%m%d}.md",
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ def randomize_batch_norms(model, seed=0):
             layer.moving_variance.assign(rng.uniform(0.1, 3.0, channels))
 
 
+def assert_same_inference(model, folded, x):
+    """`folded(x)` equals `model(x, training=False)` to float rounding."""
+    expected = ops.convert_to_numpy(model(x, training=False))
+    assert np.std(expected) > 0.01  # Not a constant output.
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(folded(x)), expected, rtol=1e-4, atol=1e-4
+    )
+
+
 def small_network(**overrides):
     arguments = dict(branches=2, filters=6, trunk_depth=2, kernel_size=5)
     network = RBDN(**{**arguments, **overrides})
@@ -55,10 +64,7 @@ class FoldBatchNormTest:
         folded = fold_batch_norm(network)
         channels = network.input_channels
         x = np.random.default_rng(2).normal(size=(2, 20, 17, channels))
-        expected = ops.convert_to_numpy(network(x, training=False))
-        result = ops.convert_to_numpy(folded(x))
-        assert np.std(expected) > 0.01  # Not a constant output.
-        np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-4)
+        assert_same_inference(network, folded, x)
 
     def test_no_normalization_left_and_parameters_removed(self):
         network = RBDN()
@@ -77,12 +83,7 @@ class FoldBatchNormTest:
         network = small_network(upsampling="bilinear")
         folded = fold_batch_norm(network)
         x = np.random.default_rng(3).normal(size=(1, 16, 16, 1))
-        np.testing.assert_allclose(
-            ops.convert_to_numpy(folded(x)),
-            ops.convert_to_numpy(network(x, training=False)),
-            rtol=1e-4,
-            atol=1e-4,
-        )
+        assert_same_inference(network, folded, x)
 
     def test_image_model(self):
         network = small_network(input_channels=1, branches=1)
@@ -92,12 +93,7 @@ class FoldBatchNormTest:
         assert len(inner) == 1 and inner[0].batch_norm is False
         assert model.get_layer(network.name) is network
         x = np.random.default_rng(4).uniform(size=(2, 13, 10, 1))
-        np.testing.assert_allclose(
-            ops.convert_to_numpy(folded(x)),
-            ops.convert_to_numpy(model(x, training=False)),
-            rtol=1e-4,
-            atol=1e-4,
-        )
+        assert_same_inference(model, folded, x)
 
     def test_folded_network_is_returned_as_is(self):
         folded = fold_batch_norm(small_network())

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The speed benchmarks on a GPU machine with JAX and no TensorFlow, in one
+# command. Needs the wheels of benchmarks/gpu_wheels.sh in .whl/ (or in
+# the folder $WHEELS) next to a copy of this repository.
+# Usage, from the repository root: bash benchmarks/gpu_speed.sh [out]
+# Results go to [out] (default: $OUT if set, else benchmarks/results).
+# $SPEED_ARGS is added to each speed.py call (a quick try on a CPU:
+# SPEED_ARGS="--infer-batch 1 --infer-size 64 --train-batch 2
+# --train-size 32 --repeats 1 --warmup 1").
+set -euo pipefail
+out="${1:-${OUT:-benchmarks/results}}"
+mkdir -p "$out"
+python3 -m pip install --quiet --no-index --no-deps --no-compile \
+    --no-cache-dir --upgrade --target /tmp/keras-site "${WHEELS:-.whl}"/*.whl
+export PYTHONPATH="/tmp/keras-site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+python3 -c "import jax; print(jax.devices())"
+# The issue's configuration in bfloat16, then float32; BM3D is CPU-only.
+for precision in mixed_bfloat16 float32; do
+    # shellcheck disable=SC2086
+    python3 benchmarks/speed.py --precision "$precision" --no-bm3d \
+        ${SPEED_ARGS:-} --output "$out/speed_jax_${precision}_gpu.md"
+done
+# shellcheck disable=SC2086
+python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
+    --fold-batch-norm --skip training,image ${SPEED_ARGS:-} \
+    --output "$out/speed_jax_mixed_bfloat16_folded_gpu.md"
