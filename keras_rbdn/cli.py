@@ -60,6 +60,25 @@ def _import_keras_rbdn():
     return keras_rbdn
 
 
+def _load_model(args, name, task):
+    """The model to run: loaded, and folded if `--fold-batch-norm`."""
+    keras_rbdn = _import_keras_rbdn()
+    model = keras_rbdn.load(name, task=task)
+    if args.fold_batch_norm:
+        model = keras_rbdn.fold_batch_norm(model)
+    return model
+
+
+def _add_fold_flag(parser, use):
+    parser.add_argument(
+        "--fold-batch-norm",
+        action="store_true",
+        help="fold batch normalization into the convolutions: about 15%% "
+        f"faster {use} with TensorFlow on a CPU, the same function up to "
+        "float rounding",
+    )
+
+
 def _output_path(args, input_path, suffix):
     if args.output is not None:
         return args.output
@@ -95,9 +114,8 @@ def _run_images(args):
             )
         image = inference.read_image(input_path)
         jobs.append((input_path, output_path, image))
-    keras_rbdn = _import_keras_rbdn()
-    model = keras_rbdn.load(
-        args.model or default_model, task=args.task or default_task
+    model = _load_model(
+        args, args.model or default_model, args.task or default_task
     )
     for input_path, output_path, image in jobs:
         pixels = inference.apply_model(
@@ -141,9 +159,7 @@ def _run_evaluate(args):
 
 def _run_export(args):
     keras_rbdn = _import_keras_rbdn()
-    model = keras_rbdn.load(args.model, task=args.task)
-    if args.fold_batch_norm:
-        model = keras_rbdn.fold_batch_norm(model)
+    model = _load_model(args, args.model, args.task)
     name = args.name
     if name is None and args.model in keras_rbdn.presets.PRESETS:
         name = args.model
@@ -186,6 +202,7 @@ def _parser():
             "--task", help="task of a bare RBDN in a .keras --model file"
         )
         sub.add_argument("--tile-size", type=int, default=1024)
+        _add_fold_flag(sub, "inference")
         sub.add_argument("--overwrite", action="store_true")
         sub.set_defaults(handler=_run_images)
 
@@ -217,12 +234,7 @@ def _parser():
     sub.add_argument(
         "--format", choices=("savedmodel", "onnx"), default="savedmodel"
     )
-    sub.add_argument(
-        "--fold-batch-norm",
-        action="store_true",
-        help="fold batch normalization into the convolutions: about 15%% "
-        "faster serving on a CPU, same function up to float rounding",
-    )
+    _add_fold_flag(sub, "serving")
     sub.add_argument("--overwrite", action="store_true")
     sub.set_defaults(handler=_run_export)
     return parser

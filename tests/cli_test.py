@@ -41,6 +41,31 @@ class DenoiseCommandTest:
         np.testing.assert_array_equal(written[..., 3], pixels[..., 3])
         assert digest(source) == before
 
+    def test_fold_batch_norm_gives_the_same_image(
+        self, tmp_path, model_file, monkeypatch
+    ):
+        folded = []
+
+        def fold(model):
+            folded.append(keras_rbdn.models.fold_batch_norm(model))
+            return folded[-1]
+
+        monkeypatch.setattr(keras_rbdn, "fold_batch_norm", fold)
+        pixels = np.random.default_rng(4).integers(0, 256, (21, 17), "uint8")
+        source = tmp_path / "gray.png"
+        Image.fromarray(pixels).save(source)
+        outputs = {}
+        for flags in ([], ["--fold-batch-norm"]):
+            output = tmp_path / f"out{len(flags)}.png"
+            arguments = ["denoise", str(source), "-o", str(output)]
+            assert cli.main(arguments + ["--model", model_file] + flags) == 0
+            outputs[len(flags)] = np.asarray(Image.open(output), "int32")
+        (model,) = folded  # Only with the flag.
+        (network,) = keras_rbdn.inference.rbdns_in(model)
+        assert network.batch_norm is False
+        # Same function up to float rounding: at most one 8-bit level.
+        assert np.abs(outputs[0] - outputs[1]).max() <= 1
+
     def test_16_bit_gray_stays_16_bit(self, tmp_path, model_file):
         pixels = np.random.default_rng(1).integers(0, 65536, (11, 8), "uint16")
         source = tmp_path / "scan.png"
