@@ -21,6 +21,11 @@ def _folded_weights(convolution, batch_norm):
         bias = keras.ops.convert_to_numpy(convolution.bias).astype("float64")
     if batch_norm is None:
         return kernel, bias
+    if batch_norm.axis not in (-1, len(kernel.shape) - 1):
+        raise ValueError(
+            f"Cannot fold {batch_norm.name!r}: it normalizes axis "
+            f"{batch_norm.axis}, not the channels (last axis)."
+        )
 
     def value(variable, default):
         if variable is None:

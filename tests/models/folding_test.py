@@ -6,6 +6,7 @@ from keras import ops
 import keras_rbdn
 from keras_rbdn import RBDN
 from keras_rbdn import fold_batch_norm
+from keras_rbdn.models.folding import copy_folded_weights
 
 
 def randomize_batch_norms(model, seed=0):
@@ -114,3 +115,15 @@ class FoldBatchNormTest:
             fold_batch_norm(plain)
         with pytest.raises(ValueError, match="batch_norm='yes'"):
             RBDN(batch_norm="yes")
+
+    def test_only_channel_normalization_folds(self):
+        inputs = keras.Input((8, 8, 2))
+        x = keras.layers.Conv2D(3, 3, name="conv")(inputs)
+        source = keras.Model(
+            inputs, keras.layers.BatchNormalization(1, name="conv_bn")(x)
+        )
+        target = keras.Model(
+            inputs, keras.layers.Conv2D(3, 3, name="conv")(inputs)
+        )
+        with pytest.raises(ValueError, match="normalizes axis 1"):
+            copy_folded_weights(source, target)
