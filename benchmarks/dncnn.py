@@ -70,12 +70,22 @@ def dncnn(depth=17, filters=64, channels=1, batch_norm=True, name="dncnn"):
     return keras.Model(inputs, outputs, name=name)
 
 
-def fold_batch_norm(model, depth=17, filters=64, channels=1):
-    """`model` (a `dncnn(...)` of these arguments) in inference form.
+def fold_batch_norm(model):
+    """A model built by `dncnn(...)`, in inference form.
 
-    The same folding as `keras_rbdn.fold_batch_norm`, for the baseline.
+    The same folding as `keras_rbdn.fold_batch_norm`, for the baseline;
+    depth, filters and channels are read from `model`.
     """
-    target = dncnn(depth, filters, channels, batch_norm=False, name=model.name)
+    depth = sum(
+        isinstance(layer, keras.layers.Conv2D) for layer in model.layers
+    )
+    target = dncnn(
+        depth,
+        model.get_layer("conv1").filters,
+        model.input_shape[-1],
+        batch_norm=False,
+        name=model.name,
+    )
     return copy_folded_weights(model, target)
 
 

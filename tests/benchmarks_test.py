@@ -29,7 +29,7 @@ def test_multiply_adds_per_pixel():
 def test_folded_dncnn_is_the_same_function():
     model = dncnn.dncnn(depth=5, filters=8)
     randomize_batch_norms(model)
-    folded = dncnn.fold_batch_norm(model, depth=5, filters=8)
+    folded = dncnn.fold_batch_norm(model)
     x = np.random.default_rng(0).normal(size=(2, 12, 9, 1))
     assert_same_inference(model, folded, x)
     assert len(folded.layers) == len(model.layers) - 3
