@@ -14,11 +14,14 @@ def _folded_weights(convolution, batch_norm):
     convolution it can be folded into the kernel (scaled per output
     channel) and the bias. Computed in float64.
     """
-    kernel = keras.ops.convert_to_numpy(convolution.kernel).astype("float64")
-    channels = kernel.shape[-1]
-    bias = np.zeros(channels)
+
+    def value(variable):
+        return keras.ops.convert_to_numpy(variable).astype("float64")
+
+    kernel = value(convolution.kernel)
+    bias = np.zeros(kernel.shape[-1])
     if convolution.use_bias:
-        bias = keras.ops.convert_to_numpy(convolution.bias).astype("float64")
+        bias = value(convolution.bias)
     if batch_norm is None:
         return kernel, bias
     if batch_norm.axis not in (-1, len(kernel.shape) - 1):
@@ -26,17 +29,12 @@ def _folded_weights(convolution, batch_norm):
             f"Cannot fold {batch_norm.name!r}: it normalizes axis "
             f"{batch_norm.axis}, not the channels (last axis)."
         )
-
-    def value(variable, default):
-        if variable is None:
-            return np.full(channels, default)
-        return keras.ops.convert_to_numpy(variable).astype("float64")
-
-    gamma = value(batch_norm.gamma if batch_norm.scale else None, 1.0)
-    beta = value(batch_norm.beta if batch_norm.center else None, 0.0)
-    mean = value(batch_norm.moving_mean, 0.0)
-    variance = value(batch_norm.moving_variance, 1.0)
+    # Without `scale` or `center` the layer has no gamma or beta.
+    gamma = value(batch_norm.gamma) if batch_norm.scale else 1.0
+    beta = value(batch_norm.beta) if batch_norm.center else 0.0
+    variance = value(batch_norm.moving_variance)
     scale = gamma / np.sqrt(variance + batch_norm.epsilon)
+    mean = value(batch_norm.moving_mean)
     return kernel * scale, (bias - mean) * scale + beta
 
 
