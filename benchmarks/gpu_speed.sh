@@ -10,11 +10,8 @@
 set -euo pipefail
 out="${1:-${OUT:-benchmarks/results}}"
 mkdir -p "$out"
-python3 -m pip install --quiet --no-index --no-deps --no-compile \
-    --no-cache-dir --upgrade --target /tmp/keras-site "${WHEELS:-.whl}"/*.whl
-export PYTHONPATH="/tmp/keras-site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-python3 -c "import jax; print(jax.devices())"
+# shellcheck source=recipes/gpu_env.sh
+source recipes/gpu_env.sh
 # The configuration in bfloat16, then float32; BM3D is CPU-only.
 for precision in mixed_bfloat16 float32; do
     # shellcheck disable=SC2086

@@ -10,6 +10,9 @@
   checkpoint and continues from the epoch after it;
 - TensorBoard logs and a CSV log (with the seconds each epoch took) in
   `run_dir`;
+- `time_limit`: stop after the last epoch that fits in a time budget, so
+  that a long schedule can be trained in runs of bounded length, each
+  resuming from the previous one's checkpoint;
 - `distribute=True`: data-parallel training on every local device, with
   `keras.distribution.DataParallel` on JAX and
   `tf.distribute.MirroredStrategy` on TensorFlow.
@@ -105,6 +108,48 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training after the last epoch that ends within `seconds`.
+
+    At the end of each epoch, training stops if another epoch as long as
+    the last one would end after `seconds` (counted from the start of
+    training). The epoch in progress is always finished, so the run ends
+    on a checkpoint.
+
+    Args:
+        seconds: float. The time budget of the run, > 0.
+    """
+
+    def __init__(self, seconds):
+        super().__init__()
+        if not (_is_number(seconds) and seconds > 0):
+            raise ValueError(
+                "`seconds` must be a positive number. "
+                f"Received: seconds={seconds!r}"
+            )
+        self.seconds = float(seconds)
+        self.stopped_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self.stopped_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        last_epoch = now - self._epoch_start
+        if now - self._start + last_epoch > self.seconds:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+            print(
+                f"Time limit: stopping after epoch {epoch + 1} "
+                f"({now - self._start:.0f} s of {self.seconds:.0f} s used; "
+                "the same command resumes from its checkpoint)"
+            )
+
+
 def restore_checkpoint(model, run_dir):
     """Loads the newest checkpoint of `run_dir` into a compiled `model`.
 
@@ -170,13 +215,18 @@ def distribution_scope(distribute):
 
 
 def _tensorboard(log_dir):
-    """A TensorBoard callback, or none (with a warning) without tensorboard."""
+    """A TensorBoard callback, or none (with a warning) without tensorboard.
+
+    Keras writes the logs with TensorFlow's summary ops, so both packages
+    are needed (a JAX-only GPU machine may have `tensorboard` alone).
+    """
     try:
         import tensorboard  # noqa: F401
+        import tensorflow  # noqa: F401
     except ImportError:
         warnings.warn(
-            "TensorBoard logs are off: install `tensorboard` (the `train` "
-            "extra) to get them.",
+            "TensorBoard logs are off: install `tensorboard` and "
+            "`tensorflow` (the `train` extra) to get them.",
             stacklevel=3,
         )
         return []
@@ -249,6 +299,7 @@ def fit(
     callbacks=None,
     verbose="auto",
     keep_checkpoints=2,
+    time_limit=None,
 ):
     """Trains a model with per-epoch checkpoints, resuming a killed run.
 
@@ -275,6 +326,10 @@ def fit(
         verbose: Passed to `keras.Model.fit` (`"auto"` shows progress
             bars). Defaults to `"auto"`.
         keep_checkpoints: int. Newest checkpoints to keep. Defaults to `2`.
+        time_limit: float or `None`. Seconds this call may train: it stops
+            after the last epoch that ends within them (see `TimeLimit`);
+            calling `fit` again continues. `None` trains to `epochs`.
+            Defaults to `None`.
 
     Returns:
         A tuple `(model, history)`; `history` is `None` when the run had
@@ -284,6 +339,7 @@ def fit(
         raise ValueError(
             f"`epochs` must be a positive integer. Received: epochs={epochs!r}"
         )
+    time_limit_callbacks = [] if time_limit is None else [TimeLimit(time_limit)]
     os.makedirs(run_dir, exist_ok=True)
     with distribution_scope(distribute):
         model = build_model()
@@ -307,6 +363,7 @@ def fit(
                 ),
                 *_tensorboard(os.path.join(run_dir, "logs")),
                 *(callbacks or []),
+                *time_limit_callbacks,
                 # Last, so that a checkpoint is only written once the
                 # other callbacks have seen the epoch.
                 EpochCheckpoint(run_dir, keep=keep_checkpoints),

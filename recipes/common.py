@@ -7,6 +7,8 @@ whether the recipe runs as a script or is loaded by path, as the tests do).
 
 import argparse
 
+import keras
+
 import keras_rbdn
 
 
@@ -40,6 +42,20 @@ def training_parser(
     parser.add_argument("--trunk-depth", type=int, default=9)
     parser.add_argument("--distribute", action="store_true")
     parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Keras dtype policy of the training model (the weights and "
+        "checkpoints stay float32)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="minutes this run may train: it stops after the last epoch "
+        "that fits, on a checkpoint; the same command resumes",
+    )
+    parser.add_argument(
         "--recalibrate-batches",
         type=int,
         default=100,
@@ -55,7 +71,9 @@ def training_parser(
 
 
 def build_network(args, task, **overrides):
-    """The RBDN of the flags' architecture (`keras_rbdn.build`)."""
+    """The RBDN of the flags' architecture (`keras_rbdn.build`), built
+    under the `--precision` dtype policy."""
+    keras.config.set_dtype_policy(args.precision)
     return keras_rbdn.build(
         branches=args.branches,
         task=task,
@@ -98,6 +116,7 @@ def train_and_export(args, build_model, train, validation):
         validation_data=validation,
         steps_per_epoch=args.steps_per_epoch,
         distribute=args.distribute,
+        time_limit=None if args.time_limit is None else args.time_limit * 60,
         verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
     )
     if args.export:

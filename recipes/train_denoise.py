@@ -6,8 +6,11 @@ Run (the paper's crop 128 and batch 64; see the README for the CPU run):
         ../shared/data/denoise/train400 --run-dir runs/denoise
 
 Kill it at any time and start the same command again: it continues from the
-last epoch's checkpoint. `--distribute` trains on every local device
-(JAX and TensorFlow backends).
+last epoch's checkpoint; `--time-limit MINUTES` ends a run cleanly on a
+checkpoint, so a long schedule can be trained in bounded runs.
+`--distribute` trains on every local device (JAX and TensorFlow backends).
+On a machine without TensorFlow (a JAX GPU box), `--pipeline numpy` (the
+default there) feeds the crops from NumPy (`keras_rbdn.data.ImagePairLoader`).
 
 What it does: random crops (with flips and 90-degree rotations) of the gray
 training images, additive white Gaussian noise with a standard deviation
@@ -25,10 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # by path (as the tests do).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import importlib.util  # noqa: E402
+
 import common  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_rbdn  # noqa: E402
 
@@ -44,6 +48,16 @@ def parse_args(argv=None):
     parser.add_argument("--sigma-max", type=float, default=50.0)
     parser.add_argument("--validation-images", type=int, default=16)
     parser.add_argument(
+        "--pipeline",
+        choices=("tf.data", "numpy"),
+        default=(
+            "tf.data" if importlib.util.find_spec("tensorflow") else "numpy"
+        ),
+        help="input pipeline: tf.data (crops, flips and 90-degree "
+        "rotations) or NumPy (crops and flips; no TensorFlow needed). "
+        "Default: tf.data where TensorFlow is installed",
+    )
+    parser.add_argument(
         "--global-residual",
         action="store_true",
         help="predict the noise and subtract it (not in the paper)",
@@ -56,26 +70,67 @@ def parse_args(argv=None):
 
 def augment(image, crop):
     """Random crop, horizontal flip and 90-degree rotation."""
+    import tensorflow as tf
+
     image = tf.image.random_crop(image, [crop, crop, 1])
     image = tf.image.random_flip_left_right(image)
     return tf.image.rot90(image, tf.random.uniform([], 0, 4, tf.int32))
 
 
 def make_datasets(args):
+    files = keras_rbdn.inference.list_images(args.data_dir)
     images = keras_rbdn.inference.read_folder(args.data_dir, mode="gray")
     if len(images) <= args.validation_images:
         raise SystemExit(
             f"{args.data_dir}: {len(images)} images, need more than "
             f"--validation-images={args.validation_images}"
         )
-    train_images = images[: len(images) - args.validation_images]
-    validation_images = images[len(images) - args.validation_images :]
+    train_count = len(images) - args.validation_images
+    train_images = images[:train_count]
+    validation_images = images[train_count:]
     smallest = min(min(image.shape[:2]) for image in train_images)
     crop = min(args.crop, smallest)
 
     # The clean crops are the inputs and the targets: the noise is added
     # by the model's first layer, on the accelerator, at training time only.
-    train = (
+    if args.pipeline == "numpy":
+        train = numpy_training_batches(files[:train_count], crop, args)
+    else:
+        train = tf_data_training_batches(train_images, crop, args)
+
+    # Validation: fixed centre crops and fixed noise at sigma 25.
+    rng = np.random.default_rng(1234)
+    clean = np.stack(
+        [center_crop(image, crop) for image in validation_images]
+    ).astype("float32")
+    noisy = clean + rng.standard_normal(clean.shape).astype("float32") * (
+        25.0 / 255.0
+    )
+    return train, (noisy, clean)
+
+
+def numpy_training_batches(files, crop, args):
+    """Clean (input, target) crop batches from NumPy, one epoch's worth."""
+    crops = args.steps_per_epoch * args.batch_size
+    return keras_rbdn.data.ImagePairLoader(
+        files,
+        task="denoise",
+        batch_size=args.batch_size,
+        crop_size=crop,
+        flips="both",
+        crops_per_image=-(-crops // len(files)),
+        add_noise=False,
+        seed=args.seed,
+        drop_remainder=True,
+        workers=4,
+    )
+
+
+def tf_data_training_batches(train_images, crop, args):
+    """Clean (input, target) crop batches from tf.data, repeated."""
+    import tensorflow as tf
+
+    return (
         tf.data.Dataset.from_generator(
             lambda: iter(train_images),
             output_signature=tf.TensorSpec((None, None, 1), tf.float32),
@@ -88,18 +143,6 @@ def make_datasets(args):
         .batch(args.batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
-
-    # Validation: fixed centre crops and fixed noise at sigma 25.
-    rng = np.random.default_rng(1234)
-    clean = np.stack(
-        [center_crop(image, crop) for image in validation_images]
-    ).astype("float32")
-    noisy = clean + rng.standard_normal(clean.shape).astype("float32") * (
-        25.0 / 255.0
-    )
-    batch = max(1, min(args.batch_size, len(clean)))
-    validation = tf.data.Dataset.from_tensor_slices((noisy, clean)).batch(batch)
-    return train, validation
 
 
 def center_crop(image, size):

@@ -47,6 +47,10 @@ class ImagePairLoader(keras.utils.PyDataset):
         noise_sigma_range: tuple or `None`. Noise level range for
             `denoise`, 0-255 scale; `None` is the task's. Defaults to
             `None`.
+        add_noise: bool. `False` makes `denoise` pairs without noise
+            (clean input, clean target), for a model that adds the noise
+            itself on the accelerator (`RandomGaussianNoise`, as the
+            denoising recipe does). Defaults to `True`.
         small_images: str. `"pad"` (mirror) or `"skip"`. Defaults to
             `"pad"`.
         unreadable: str. `"raise"` or `"skip"`. Defaults to `"raise"`.
@@ -77,6 +81,7 @@ class ImagePairLoader(keras.utils.PyDataset):
         seed=0,
         rerandomize_each_iteration=True,
         noise_sigma_range=None,
+        add_noise=True,
         small_images="pad",
         unreadable="raise",
         drop_remainder=False,
@@ -108,7 +113,7 @@ class ImagePairLoader(keras.utils.PyDataset):
             )
         self.noise_sigma_range = (
             None
-            if noise_sigma_range is None
+            if noise_sigma_range is None or not add_noise
             else check_sigma_range(noise_sigma_range)
         )
         self.batch_size = batch_size
