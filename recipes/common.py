@@ -65,16 +65,25 @@ def training_parser(
     parser.add_argument(
         "--export", help="write the final network weights (no optimizer) here"
     )
+    parser.add_argument(
+        "--init-weights",
+        help="start from these network weights (a `.weights.h5` of the "
+        "same architecture, such as a shipped model's) instead of a random "
+        "initialization; a checkpoint in --run-dir still takes precedence",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", default="auto")
     return parser
 
 
 def build_network(args, task, **overrides):
-    """The RBDN of the flags' architecture (`keras_rbdn.build`), built
-    under the `--precision` dtype policy."""
+    """The RBDN of the flags' architecture (`keras_rbdn.build`).
+
+    Built under the `--precision` dtype policy (which stays the global
+    policy), with the `--init-weights` loaded if given.
+    """
     keras.config.set_dtype_policy(args.precision)
-    return keras_rbdn.build(
+    network = keras_rbdn.build(
         branches=args.branches,
         task=task,
         filters=args.filters,
@@ -82,6 +91,9 @@ def build_network(args, task, **overrides):
         trunk_depth=args.trunk_depth,
         **overrides,
     )
+    if args.init_weights:
+        network.load_weights(args.init_weights)
+    return network
 
 
 def compile_model(model, loss, args):
@@ -114,7 +126,13 @@ def train_and_export(args, build_model, train, validation):
         epochs=args.epochs,
         run_dir=args.run_dir,
         validation_data=validation,
-        steps_per_epoch=args.steps_per_epoch,
+        # A `PyDataset` is one epoch long: Keras restarts it every epoch
+        # only when `steps_per_epoch` is left out.
+        steps_per_epoch=(
+            None
+            if isinstance(train, keras.utils.PyDataset)
+            else args.steps_per_epoch
+        ),
         distribute=args.distribute,
         time_limit=None if args.time_limit is None else args.time_limit * 60,
         verbose=args.verbose if args.verbose == "auto" else int(args.verbose),

@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 import keras_rbdn
 from keras_rbdn import training
+from tests.testing import run_in_fresh_process
 
 RECIPES = os.path.join(os.path.dirname(__file__), "..", "recipes")
 TINY = [
@@ -63,6 +65,65 @@ class TrainingRecipesTest:
         assert training.latest_checkpoint(run_dir)[1] == 1
         network = keras_rbdn.build(branches=1, task="denoise", c=4, D=1)
         network.load_weights(exported)
+
+    def test_train_denoise_numpy_pipeline_in_bfloat16(self, tmp_path):
+        data = image_folder(tmp_path / "train", 6, (40, 36))
+        run_dir = str(tmp_path / "run")
+        args = [
+            data, "--run-dir", run_dir, "--crop", "16", *TINY,
+            "--validation-images", "2", "--pipeline", "numpy",
+            "--precision", "mixed_bfloat16", "--global-residual",
+        ]  # fmt: skip
+        try:
+            model = recipe("train_denoise").main(args)
+        finally:
+            keras.config.set_dtype_policy("float32")
+        assert training.latest_checkpoint(run_dir)[1] == 1
+        network = next(keras_rbdn.inference.rbdns_in(model))
+        assert network.dtype_policy.name == "mixed_bfloat16"
+        assert network.weights[0].dtype == "float32"
+
+    def test_init_weights(self, tmp_path):
+        start = keras_rbdn.build(branches=1, task="denoise", c=4, D=1)
+        path = str(tmp_path / "start.weights.h5")
+        start.save_weights(path)
+        module = recipe("train_denoise")
+        args = module.parse_args(
+            ["data", *TINY, "--init-weights", path, "--global-residual"]
+        )
+        network = module.common.build_network(args, "denoise")
+        for ours, theirs in zip(
+            network.get_weights(), start.get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(ours, theirs)
+
+    @pytest.mark.skipif(
+        keras.backend.backend() == "tensorflow",
+        reason="the TensorFlow backend needs TensorFlow",
+    )
+    def test_train_denoise_without_tensorflow(self, tmp_path):
+        # As on a JAX GPU machine: NumPy input, no TensorBoard logs.
+        data = image_folder(tmp_path / "train", 6, (40, 36))
+        run_dir = str(tmp_path / "run")
+        output = run_in_fresh_process(
+            f"""
+            import sys
+            sys.modules["tensorflow"] = None  # any import of it now fails
+            import importlib.util
+            spec = importlib.util.spec_from_file_location(
+                "train_denoise", {os.path.join(RECIPES, "train_denoise.py")!r}
+            )
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            module.main({[data, "--run-dir", run_dir, "--crop", "16", *TINY,
+                          "--validation-images", "2", "--pipeline", "numpy",
+                          "--time-limit", "10"]!r})
+            assert sys.modules.get("tensorflow") is None
+            print("trained")
+            """
+        )
+        assert "trained" in output
+        assert training.latest_checkpoint(run_dir)[1] == 1
 
     @pytest.mark.parametrize("space", ["ycbcr", "lab"])
     def test_train_colorize(self, tmp_path, space):

@@ -217,6 +217,43 @@ print("loss", history.history["loss"][-1])
 """
 
 
+class TimeLimitTest:
+    def run(self, trainer, run_dir, time_limit, epochs=3):
+        keras.utils.set_random_seed(0)
+        return training.fit(
+            trainer.build_model,
+            trainer.dataset(),
+            epochs=epochs,
+            run_dir=run_dir,
+            steps_per_epoch=trainer.STEPS,
+            verbose=0,
+            time_limit=time_limit,
+        )
+
+    def test_stops_on_a_checkpoint_and_the_next_run_continues(self, tmp_path):
+        _, trainer = load_trainer(tmp_path)
+        run_dir = str(tmp_path / "run")
+        # Spent as soon as the first epoch ends: one epoch per run.
+        _, history = self.run(trainer, run_dir, time_limit=1e-6)
+        assert len(history.history["loss"]) == 1
+        assert training.latest_checkpoint(run_dir)[1] == 1
+        _, history = self.run(trainer, run_dir, time_limit=1e-6)
+        assert len(history.history["loss"]) == 1
+        assert training.latest_checkpoint(run_dir)[1] == 2
+
+    def test_enough_time_trains_every_epoch(self, tmp_path):
+        _, trainer = load_trainer(tmp_path)
+        run_dir = str(tmp_path / "run")
+        _, history = self.run(trainer, run_dir, time_limit=3600)
+        assert len(history.history["loss"]) == 3
+        assert training.latest_checkpoint(run_dir)[1] == 3
+
+    @pytest.mark.parametrize("seconds", [0, -1, "60", True, None])
+    def test_rejects_bad_limits(self, seconds):
+        with pytest.raises(ValueError, match="seconds"):
+            training.TimeLimit(seconds)
+
+
 class DistributeTest:
     @pytest.mark.slow
     @pytest.mark.skipif(

@@ -63,6 +63,17 @@ class ImagePairLoaderTest:
         tf_pair = next(iter(image_dataset(str(tmp_path), **options)))
         np.testing.assert_array_equal(numpy_pair[1], tf_pair[1].numpy())
 
+    def test_add_noise_false_gives_clean_inputs(self, tmp_path):
+        # For a model that adds the noise itself: the same crops as with
+        # noise (same seed), but input and target are both the clean crop.
+        write_images(str(tmp_path), count=4, size=(20, 20))
+        options = dict(batch_size=4, crop_size=8, flips="both", seed=3)
+        noisy, clean = ImagePairLoader(str(tmp_path), **options)[0]
+        x, y = ImagePairLoader(str(tmp_path), add_noise=False, **options)[0]
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(y, clean)
+        assert np.abs(noisy - clean).mean() > 1 / 255
+
     def test_fit(self, tmp_path):
         write_images(str(tmp_path), count=4, size=(20, 20))
         loader = ImagePairLoader(str(tmp_path), batch_size=2, crop_size=8)
