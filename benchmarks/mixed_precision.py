@@ -114,7 +114,8 @@ def main(argv=None):
         )
         training = (
             "- model: the shipped denoiser (`keras_rbdn.load('denoise')`, "
-            "trained in float32 on Train400; camera.png is not in it)"
+            "trained on Train400, see the README's results; camera.png is "
+            "not in it)"
         )
     else:
         model, steps, seconds = train(train_part, args, rng)

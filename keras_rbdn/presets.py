@@ -16,7 +16,7 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 PRESETS = {
     "denoise": {
         "task": "denoise",
-        "description": "blind gray denoising, sigma 8-50 (0-255 scale)",
+        "description": "blind gray denoising, sigma 5-55 (0-255 scale)",
         "network": {
             "branches": 3,
             "filters": 64,
