@@ -22,3 +22,9 @@ done
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     --fold-batch-norm --skip training,image ${SPEED_ARGS:-} \
     --output "$out/speed_jax_mixed_bfloat16_folded_gpu.md"
+# Training as a run trains: `fit` keeps the GPU queue full, where
+# `train_on_batch` waits for every step.
+# shellcheck disable=SC2086
+python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
+    --skip inference,image --fit-steps 200 ${SPEED_ARGS:-} \
+    --output "$out/speed_jax_mixed_bfloat16_fit_gpu.md"

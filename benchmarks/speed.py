@@ -6,7 +6,9 @@ a DnCNN-17 baseline built with the same Keras layers in the same backend:
 - inference throughput, megapixels per second, at a stated batch and size
   (default 16 x 512x512);
 - training throughput, crops per second (`train_on_batch` with Adam and
-  MSE), at a stated batch and crop size (default 64 x 128x128);
+  MSE, or `fit` over `--fit-steps` steps per timed call, which keeps a
+  GPU's queue full as a training run does), at a stated batch and crop
+  size (default 64 x 128x128);
 - the RBDN / DnCNN ratio of both;
 - seconds per 481x321 gray image for RBDN-3 (batch 1) and, when the
   optional `bm3d` package is installed (`pip install -e ".[bench]"`),
@@ -68,6 +70,13 @@ def parse_args(argv=None):
     parser.add_argument("--train-size", type=int, default=128)
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed calls per network"
+    )
+    parser.add_argument(
+        "--fit-steps",
+        type=int,
+        default=0,
+        help="time training as `fit` over this many steps per call "
+        "(0: one `train_on_batch` per call)",
     )
     parser.add_argument(
         "--warmup", type=int, default=2, help="untimed calls per network"
@@ -281,12 +290,34 @@ def training(models, args):
     shape = (args.train_batch, args.train_size, args.train_size, 1)
     clean = rng.uniform(size=shape).astype("float32")
     noisy = clean + rng.normal(scale=25 / 255, size=shape).astype("float32")
-    functions = {
-        name: (lambda model=model: model.train_on_batch(noisy, clean))
-        for name, model in models.items()
-    }
+    if args.fit_steps:
+        batches = SameBatch(noisy, clean, args.fit_steps)
+        functions = {
+            name: (lambda model=model: model.fit(batches, verbose=0))
+            for name, model in models.items()
+        }
+    else:
+        functions = {
+            name: (lambda model=model: model.train_on_batch(noisy, clean))
+            for name, model in models.items()
+        }
     seconds = alternate(functions, args.warmup, args.repeats)
-    return summarize(seconds, args.train_batch)
+    return summarize(seconds, args.train_batch * max(1, args.fit_steps))
+
+
+class SameBatch(keras.utils.PyDataset):
+    """One `(x, y)` batch, `steps` times: an epoch of `fit` with no input
+    pipeline cost."""
+
+    def __init__(self, x, y, steps):
+        super().__init__()
+        self.x, self.y, self.steps = x, y, steps
+
+    def __len__(self):
+        return self.steps
+
+    def __getitem__(self, index):
+        return self.x, self.y
 
 
 def gray_test_image():
@@ -423,8 +454,13 @@ def report(args, results, loads, elapsed):
         lines += [
             "",
             f"## Training, batch {args.train_batch} x "
-            f"{args.train_size}x{args.train_size} x 1 (`train_on_batch`, "
-            "Adam, MSE)",
+            f"{args.train_size}x{args.train_size} x 1 ("
+            + (
+                f"`fit`, {args.fit_steps} steps per timed call"
+                if args.fit_steps
+                else "`train_on_batch`"
+            )
+            + ", Adam, MSE)",
             "",
         ]
         lines += format_section("network", "crops/s", *results["training"])

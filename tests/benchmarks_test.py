@@ -56,3 +56,23 @@ def test_speed_command_writes_its_report(tmp_path, capsys):
     assert text.count("**ratio RBDN/DnCNN**") == 2
     assert "| BM3D | skipped (--no-bm3d) |" in text
     assert f"written: {report}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_speed_command_times_training_with_fit(tmp_path):
+    report = tmp_path / "speed.md"
+    speed.main(
+        [
+            "--train-batch=2",
+            "--train-size=16",
+            "--fit-steps=3",
+            "--warmup=1",
+            "--repeats=2",
+            "--skip=inference,image",
+            f"--output={report}",
+        ]
+    )
+    text = report.read_text()
+    assert "(`fit`, 3 steps per timed call, Adam, MSE)" in text
+    assert text.count("**ratio RBDN/DnCNN**") == 1
+
