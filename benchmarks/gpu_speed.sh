@@ -6,7 +6,8 @@
 # Results go to [out] (default: $OUT if set, else benchmarks/results).
 # $SPEED_ARGS is added to each speed.py call (a quick try on a CPU:
 # SPEED_ARGS="--infer-batch 1 --infer-size 64 --train-batch 2
-# --train-size 32 --repeats 1 --warmup 1").
+# --train-size 32 --repeats 1 --warmup 1"), and $VARIANTS_ARGS to the
+# variants.py call (there: VARIANTS_ARGS="--batch 1 --size 64 --repeats 1").
 set -euo pipefail
 out="${1:-${OUT:-benchmarks/results}}"
 mkdir -p "$out"
@@ -28,3 +29,7 @@ python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     --skip inference,image --fit-steps 200 ${SPEED_ARGS:-} \
     --output "$out/speed_jax_mixed_bfloat16_fit_gpu.md"
+# Where RBDN-3's time goes: variants that each leave a part out.
+# shellcheck disable=SC2086
+python3 benchmarks/variants.py --precision mixed_bfloat16 ${VARIANTS_ARGS:-} \
+    --output "$out/variants_jax_mixed_bfloat16_gpu.md"

@@ -17,6 +17,7 @@ sys.path.insert(0, BENCHMARKS)
 
 import dncnn  # noqa: E402
 import speed  # noqa: E402
+import variants  # noqa: E402
 
 
 def test_multiply_adds_per_pixel():
@@ -75,4 +76,32 @@ def test_speed_command_times_training_with_fit(tmp_path):
     text = report.read_text()
     assert "(`fit`, 3 steps per timed call, Adam, MSE)" in text
     assert text.count("**ratio RBDN/DnCNN**") == 1
+
+
+@pytest.mark.slow
+def test_variants_command_writes_its_report(tmp_path):
+    report = tmp_path / "variants.md"
+    variants.main(
+        [
+            "--batch=1",
+            "--size=32",
+            "--warmup=1",
+            "--repeats=1",
+            f"--output={report}",
+        ]
+    )
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1]
+        for line in report.read_text().splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
+    # Multiply-adds per pixel: the full model's count (see above), and
+    # fewer for every variant that removes convolution work.
+    assert rows["RBDN-3 as built"] == "132,624"
+    assert rows["no batch norm"] == "132,624"
+    assert int(rows["no branches (B_0)"].replace(",", "")) < 132624
+    assert int(rows["no branch merges (merge='none')"].replace(",", "")) < (
+        132624
+    )
+    assert rows["DnCNN-17 (for scale)"] == "554,112"
 
