@@ -64,9 +64,7 @@ def parse_args(argv=None):
 
 def build_models():
     models = {
-        name: keras_rbdn.build(
-            task="denoise", **{"branches": 3, **overrides}
-        )
+        name: keras_rbdn.build(task="denoise", **{"branches": 3, **overrides})
         for name, overrides in VARIANTS.items()
     }
     models["DnCNN-17 (for scale)"] = dncnn.dncnn(depth=17)

@@ -104,4 +104,3 @@ def test_variants_command_writes_its_report(tmp_path):
         132624
     )
     assert rows["DnCNN-17 (for scale)"] == "554,112"
-

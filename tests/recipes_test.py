@@ -115,9 +115,22 @@ class TrainingRecipesTest:
             )
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-            module.main({[data, "--run-dir", run_dir, "--crop", "16", *TINY,
-                          "--validation-images", "2", "--pipeline", "numpy",
-                          "--time-limit", "10"]!r})
+            module.main({
+                [
+                    data,
+                    "--run-dir",
+                    run_dir,
+                    "--crop",
+                    "16",
+                    *TINY,
+                    "--validation-images",
+                    "2",
+                    "--pipeline",
+                    "numpy",
+                    "--time-limit",
+                    "10",
+                ]!r
+            })
             assert sys.modules.get("tensorflow") is None
             print("trained")
             """
