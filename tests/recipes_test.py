@@ -105,6 +105,11 @@ class TrainingRecipesTest:
         # As on a JAX GPU machine: NumPy input, no TensorBoard logs.
         data = image_folder(tmp_path / "train", 6, (40, 36))
         run_dir = str(tmp_path / "run")
+        argv = [
+            data, "--run-dir", run_dir, "--crop", "16", *TINY,
+            "--validation-images", "2", "--pipeline", "numpy",
+            "--time-limit", "10",
+        ]  # fmt: skip
         output = run_in_fresh_process(
             f"""
             import sys
@@ -115,22 +120,7 @@ class TrainingRecipesTest:
             )
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-            module.main({
-                [
-                    data,
-                    "--run-dir",
-                    run_dir,
-                    "--crop",
-                    "16",
-                    *TINY,
-                    "--validation-images",
-                    "2",
-                    "--pipeline",
-                    "numpy",
-                    "--time-limit",
-                    "10",
-                ]!r
-            })
+            module.main({argv!r})
             assert sys.modules.get("tensorflow") is None
             print("trained")
             """
