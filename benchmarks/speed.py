@@ -60,6 +60,7 @@ RESULTS_DIR = os.path.join(BENCHMARKS, "results")
 REPOSITORY = os.path.dirname(BENCHMARKS)
 BM3D_SIGMA = 25.0
 BM3D_SHAPE = (321, 481)  # rows, columns: a landscape BSD68 image
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def parse_args(argv=None):
@@ -81,11 +82,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--warmup", type=int, default=2, help="untimed calls per network"
     )
-    parser.add_argument(
-        "--precision",
-        default="float32",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
-    )
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument(
         "--jit",
         default="auto",

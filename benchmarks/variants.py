@@ -49,9 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
-        "--precision",
-        default="float32",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        "--precision", default="float32", choices=speed.PRECISIONS
     )
     parser.add_argument(
         "--output",
