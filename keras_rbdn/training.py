@@ -128,11 +128,9 @@ class TimeLimit(keras.callbacks.Callback):
                 f"Received: seconds={seconds!r}"
             )
         self.seconds = float(seconds)
-        self.stopped_epoch = None
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
-        self.stopped_epoch = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
@@ -141,7 +139,6 @@ class TimeLimit(keras.callbacks.Callback):
         now = time.perf_counter()
         last_epoch = now - self._epoch_start
         if now - self._start + last_epoch > self.seconds:
-            self.stopped_epoch = epoch + 1
             self.model.stop_training = True
             print(
                 f"Time limit: stopping after epoch {epoch + 1} "
