@@ -126,13 +126,7 @@ def train_and_export(args, build_model, train, validation):
         epochs=args.epochs,
         run_dir=args.run_dir,
         validation_data=validation,
-        # A `PyDataset` is one epoch long: Keras restarts it every epoch
-        # only when `steps_per_epoch` is left out.
-        steps_per_epoch=(
-            None
-            if isinstance(train, keras.utils.PyDataset)
-            else args.steps_per_epoch
-        ),
+        steps_per_epoch=args.steps_per_epoch,
         distribute=args.distribute,
         time_limit=None if args.time_limit is None else args.time_limit * 60,
         verbose=args.verbose if args.verbose == "auto" else int(args.verbose),

@@ -95,7 +95,9 @@ def make_datasets(args):
     # by the model's first layer, on the accelerator, at training time only.
     if args.pipeline == "numpy":
         train = numpy_training_batches(files[:train_count], crop, args)
-        # Whole images per epoch: the schedule counts the batches there are.
+        # An epoch is one pass over the loader, a few batches longer than
+        # asked (whole crops per image). Keras would carry a longer
+        # `PyDataset` over into the next epoch and run it dry there.
         args.steps_per_epoch = len(train)
     else:
         train = tf_data_training_batches(train_images, crop, args)

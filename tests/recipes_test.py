@@ -83,6 +83,17 @@ class TrainingRecipesTest:
         assert network.dtype_policy.name == "mixed_bfloat16"
         assert network.weights[0].dtype == "float32"
 
+    def test_numpy_pipeline_trains_every_epoch_in_full(self, tmp_path):
+        # 4 training images, 3 steps of 2 asked: 2 crops per image make
+        # the loader 4 batches long, and every epoch runs all 4.
+        data = image_folder(tmp_path / "train", 6, (40, 36))
+        tiny = [*TINY, "--epochs", "2", "--steps-per-epoch", "3"]
+        model = recipe("train_denoise").main(
+            [data, "--run-dir", str(tmp_path / "run"), "--crop", "16",
+             *tiny, "--validation-images", "2", "--pipeline", "numpy"]
+        )  # fmt: skip
+        assert int(model.optimizer.iterations.numpy()) == 2 * 4
+
     def test_init_weights(self, tmp_path):
         start = keras_rbdn.build(branches=1, task="denoise", c=4, D=1)
         path = str(tmp_path / "start.weights.h5")
