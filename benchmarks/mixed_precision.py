@@ -30,7 +30,6 @@ import speed  # noqa: E402
 
 import keras_rbdn  # noqa: E402
 
-POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 TEST_SIGMA = 25.0
 
 
@@ -86,7 +85,7 @@ def train(image, args, rng):
 def evaluate(build, weights, clean, noisy):
     """PSNR of the same weights under each policy; `build()` makes the net."""
     scores = {}
-    for policy in POLICIES:
+    for policy in speed.PRECISIONS:
         keras.mixed_precision.set_global_policy(policy)
         model = build()
         model.set_weights(weights)
