@@ -56,19 +56,26 @@ from tensorflow.python.framework import op_def_registry  # noqa: E402
 
 
 def op_types(directory):
-    """Op types used by the graph and its function library, and function
-    names (a node may call a library function by name)."""
+    """Op types used by the graph and its function library, function names
+    (a node may call a library function by name), and the names of nodes
+    and functions marked for XLA compilation (`_XlaMustCompile`)."""
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(directory, "saved_model.pb"), "rb") as file:
         proto.ParseFromString(file.read())
-    types, functions = set(), set()
+    types, functions, compiled = set(), set(), set()
     for meta_graph in proto.meta_graphs:
         graph = meta_graph.graph_def
-        types.update(node.op for node in graph.node)
+        nodes = list(graph.node)
         for function in graph.library.function:
             functions.add(function.signature.name)
-            types.update(node.op for node in function.node_def)
-    return types, functions
+            nodes.extend(function.node_def)
+            if function.attr["_XlaMustCompile"].b:
+                compiled.add(function.signature.name)
+        types.update(node.op for node in nodes)
+        compiled.update(
+            node.name for node in nodes if node.attr["_XlaMustCompile"].b
+        )
+    return types, functions, compiled
 
 
 def main(job_path):
@@ -91,9 +98,10 @@ def main(job_path):
 
     ops = {}
     for key, directory in job["exports"].items():
-        types, functions = op_types(directory)
+        types, functions, compiled = op_types(directory)
         ops[key] = {
             "types": sorted(types),
+            "xla_compiled": sorted(compiled),
             "unregistered": sorted(
                 op
                 for op in types

@@ -24,6 +24,7 @@ import pytest
 import keras_rbdn
 from keras_rbdn import export
 from keras_rbdn.export import _find_branches
+from keras_rbdn.layers import pooling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -112,10 +113,15 @@ def reference(models):
 @pytest.fixture(scope="module")
 def exports(models, tmp_path_factory):
     base = tmp_path_factory.mktemp("savedmodels")
-    return {
-        key: export(model, base, version=1, name=f"{key}_model")
-        for key, model in models.items()
-    }
+    with pytest.MonkeyPatch.context() as patch:
+        # The XLA-compiled switch mask switched on for every size (it is
+        # TensorFlow-only): the exports must still not use it, since TF
+        # Serving compiles XLA only when started with an option.
+        patch.setattr(pooling, "COMPILED_MASK_MIN_ELEMENTS", 1)
+        return {
+            key: export(model, base, version=1, name=f"{key}_model")
+            for key, model in models.items()
+        }
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +247,7 @@ class SavedModelTest:
         _, _, summary = served
         ops = summary["ops"][key]
         assert ops["unregistered"] == []
+        assert ops["xla_compiled"] == []
         python_ops = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
         assert python_ops.isdisjoint(ops["types"])
         # The network is really in the graph (as one XlaCallModule op when

@@ -1,9 +1,17 @@
 """Max pooling that remembers its switches, and the unpooling that uses them."""
 
+import functools
+import math
+
 import keras
 from keras import ops
 
 _WINDOW = 2  # RBDN pools with 2x2 windows and stride 2 everywhere.
+# From this many elements on (4 x 512 x 512 x 64), the switch mask of a
+# TensorFlow graph is compiled by XLA into one pass; below it, XLA is no
+# faster on a CPU and only adds compile time (`benchmarks/SPEED_NOTES.md`,
+# section 23).
+COMPILED_MASK_MIN_ELEMENTS = 2**26
 
 
 def _pooled_size(size):
@@ -125,6 +133,30 @@ def _first_max_mask(padded, window_max):
     return ops.reshape(windows, ops.shape(padded))
 
 
+@functools.cache
+def _compiled_first_max_mask():
+    """`_first_max_mask` as one XLA computation (TensorFlow only)."""
+    import tensorflow as tf
+
+    return tf.function(_first_max_mask, jit_compile=True, autograph=False)
+
+
+def _switch_mask(padded, window_max):
+    """The first-maximum mask, XLA-compiled for large static shapes.
+
+    TensorFlow runs the mask's ops (a full-size comparison, three slices,
+    boolean logic, an interleave) as separate kernels, each a pass over
+    memory; XLA fuses them into one. That pays off only on large maps, and
+    XLA needs static shapes: graphs traced with unknown sizes, such as the
+    SavedModels of `keras_rbdn.export`, keep the plain ops, so TF Serving
+    runs them without its XLA option. The result is the same bit for bit.
+    """
+    shape = padded.shape
+    if None in shape or math.prod(shape) < COMPILED_MASK_MIN_ELEMENTS:
+        return _first_max_mask(padded, window_max)
+    return _compiled_first_max_mask()(padded, window_max)
+
+
 def _pool_window_view(inputs):
     """Max pool with switches: a native max pool and a window-view mask.
 
@@ -138,7 +170,7 @@ def _pool_window_view(inputs):
     @tf.custom_gradient
     def pool(padded):
         window_max = ops.max_pool(padded, _WINDOW, _WINDOW, padding="valid")
-        mask = _first_max_mask(padded, window_max)
+        mask = _switch_mask(padded, window_max)
 
         def grad(upstream, *unused_mask_upstream):
             # No custom gradient inside a gradient: SavedModels keep it.
@@ -212,6 +244,13 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     elsewhere; every window holds exactly one `True`. (Boolean rather than
     a float 0/1 mask: a quarter of the memory traffic, and the unpooling
     is a select.) Only channels-last inputs are supported.
+
+    With the TensorFlow backend, inputs of static shape with at least
+    `COMPILED_MASK_MIN_ELEMENTS` elements get their mask from one
+    XLA-compiled function, with the same result. A SavedModel traced with
+    such a fixed shape then needs TF Serving's
+    `--xla_cpu_compilation_enabled`; `keras_rbdn.export` traces with
+    unknown sizes and never includes it.
 
     Args:
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.

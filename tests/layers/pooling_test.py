@@ -5,7 +5,21 @@ from keras import ops
 
 from keras_rbdn.layers import MaxPoolingWithArgmax2D
 from keras_rbdn.layers import MaxUnpooling2D
+from keras_rbdn.layers import pooling
 from tests.testing import gradient
+
+TENSORFLOW = keras.backend.backend() == "tensorflow"
+
+
+@pytest.fixture(params=["ops", "compiled"])
+def mask_path(request, monkeypatch):
+    """Runs a test with the switch mask as separate ops, then (TensorFlow
+    only) with the XLA-compiled mask forced on for every size."""
+    if request.param == "compiled":
+        if not TENSORFLOW:
+            pytest.skip("the XLA-compiled switch mask is TensorFlow-only")
+        monkeypatch.setattr(pooling, "COMPILED_MASK_MIN_ELEMENTS", 1)
+    return request.param
 
 
 def reference_pool(x):
@@ -54,7 +68,7 @@ SHAPES = [
 
 class MaxPoolingWithArgmax2DTest:
     @pytest.mark.parametrize("shape", SHAPES)
-    def test_matches_caffe_reference(self, shape):
+    def test_matches_caffe_reference(self, shape, mask_path):
         x = np.random.default_rng(1).normal(size=shape).astype("float32")
         pooled, switches = MaxPoolingWithArgmax2D()(x)
         expected_pooled, expected_mask = reference_pool(x)
@@ -66,7 +80,7 @@ class MaxPoolingWithArgmax2DTest:
         )
 
     @pytest.mark.parametrize("shape", [(2, 6, 6, 3), (1, 5, 7, 2)])
-    def test_ties_pick_first_in_row_major_order(self, shape):
+    def test_ties_pick_first_in_row_major_order(self, shape, mask_path):
         # Values from {0, 1} make most windows hold ties.
         rng = np.random.default_rng(2)
         x = rng.integers(0, 2, size=shape).astype("float32")
@@ -92,7 +106,7 @@ class MaxPoolingWithArgmax2DTest:
         counts = np.array([[4, 2], [4, 2], [2, 1]], "float32")[None, :, :, None]
         np.testing.assert_allclose(windows * counts, np.ones_like(windows))
 
-    def test_gradient_goes_to_switch_only(self):
+    def test_gradient_goes_to_switch_only(self, mask_path):
         rng = np.random.default_rng(3)
         x = rng.integers(0, 3, size=(2, 7, 5, 3)).astype("float32")
         weights = rng.normal(size=(2, 4, 3, 3)).astype("float32")
@@ -125,6 +139,31 @@ class MaxPoolingWithArgmax2DTest:
         analytic = gradient(lambda v: ops.multiply(layer(v)[0], weights), x)
         np.testing.assert_allclose(analytic, numeric, atol=1e-4)
         assert np.count_nonzero(analytic) == 12  # one switch per window
+
+    @pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow graphs only")
+    def test_mask_is_compiled_for_large_static_shapes_only(self, monkeypatch):
+        import tensorflow as tf
+
+        monkeypatch.setattr(
+            pooling, "COMPILED_MASK_MIN_ELEMENTS", 2 * 8 * 8 * 3
+        )
+        layer = MaxPoolingWithArgmax2D()
+
+        def compiled_calls(shape):
+            function = tf.function(lambda x: layer(x))
+            graph = function.get_concrete_function(
+                tf.TensorSpec(shape, "float32")
+            ).graph.as_graph_def()
+            nodes = list(graph.node)
+            for library_function in graph.library.function:
+                nodes.extend(library_function.node_def)
+            return [n.name for n in nodes if n.attr["_XlaMustCompile"].b]
+
+        assert len(compiled_calls((2, 8, 8, 3))) == 1
+        assert compiled_calls((1, 8, 8, 3)) == []  # below the threshold
+        # Unknown sizes (as in exported SavedModels): the plain ops.
+        assert compiled_calls((None, 8, 8, 3)) == []
+        assert compiled_calls((2, None, None, 3)) == []
 
     def test_symbolic_shapes(self):
         inputs = keras.Input((None, 7, 8))
@@ -187,7 +226,7 @@ class MaxUnpooling2DTest:
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_gradients_exact_in_half_precision(policy):
+def test_gradients_exact_in_half_precision(policy, mask_path):
     # Values and weights are small multiples of 1/8, exact in float16 and
     # bfloat16; every gradient entry is one selected weight (no sums), so
     # the half-precision gradients must equal the reference exactly.
