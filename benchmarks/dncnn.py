@@ -89,21 +89,28 @@ def fold_batch_norm(model):
     return copy_folded_weights(model, target)
 
 
+def multiply_adds_per_layer(model):
+    """Multiply-adds per input pixel of each `Conv2D` layer, by name.
+
+    Each convolution counts at its resolution relative to the input (read
+    from the layer's input shape on a 256x256 probe).
+    """
+    probe = 256
+    counts = {}
+    for layer, (height, width, in_channels) in _conv_input_shapes(model, probe):
+        kernel_height, kernel_width = layer.kernel_size
+        per_output = kernel_height * kernel_width * in_channels * layer.filters
+        counts[layer.name] = per_output * (height * width) / (probe * probe)
+    return counts
+
+
 def multiply_adds_per_pixel(model):
     """Multiply-adds per input pixel of a fully convolutional model.
 
-    Counts every `Conv2D` at its resolution relative to the input (read
-    from the layer's input shape on a 256x256 probe), ignoring batch
-    normalization, activations, pooling and unpooling.
+    The sum over its convolutions (`multiply_adds_per_layer`), ignoring
+    batch normalization, activations, pooling and unpooling.
     """
-    probe = 256
-    total = 0.0
-    shapes = _conv_input_shapes(model, probe)
-    for layer, (height, width, in_channels) in shapes:
-        kernel_height, kernel_width = layer.kernel_size
-        per_output = kernel_height * kernel_width * in_channels * layer.filters
-        total += per_output * (height * width) / (probe * probe)
-    return total
+    return sum(multiply_adds_per_layer(model).values())
 
 
 def _conv_input_shapes(model, probe):

@@ -6,19 +6,32 @@
 # Results go to [out] (default: $OUT if set, else benchmarks/results).
 # $SPEED_ARGS is added to each speed.py call (a quick try on a CPU:
 # SPEED_ARGS="--infer-batch 1 --infer-size 64 --train-batch 2
-# --train-size 32 --repeats 1 --warmup 1"), and $VARIANTS_ARGS to the
-# variants.py call (there: VARIANTS_ARGS="--batch 1 --size 64 --repeats 1").
+# --train-size 32 --repeats 1 --warmup 1"), $VARIANTS_ARGS to the
+# variants.py call (there: VARIANTS_ARGS="--batch 1 --size 64 --repeats 1")
+# and $PROFILE_ARGS to the layer_profile.py call (there: PROFILE_ARGS=
+# "--batch 1 --size 64 --calls 2").
 set -euo pipefail
 out="${1:-${OUT:-benchmarks/results}}"
 mkdir -p "$out"
 # shellcheck source=recipes/gpu_env.sh
 source recipes/gpu_env.sh
-# The issue's configuration in bfloat16, then float32; BM3D is CPU-only.
-for precision in mixed_bfloat16 float32; do
-    # shellcheck disable=SC2086
-    python3 benchmarks/speed.py --precision "$precision" --no-bm3d \
-        ${SPEED_ARGS:-} --output "$out/speed_jax_${precision}_gpu.md"
-done
+# The issue's configuration in bfloat16 first, then where its time goes
+# (layer by layer from XLA's own profile, keeping the raw traces; then
+# variants that each leave a part out), then float32, the folded form and
+# training inside `fit`. BM3D is CPU-only.
+# shellcheck disable=SC2086
+python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
+    ${SPEED_ARGS:-} --output "$out/speed_jax_mixed_bfloat16_gpu.md"
+# shellcheck disable=SC2086
+python3 benchmarks/layer_profile.py --precision mixed_bfloat16 \
+    ${PROFILE_ARGS:-} --trace-dir "$out/traces" \
+    --output "$out/layer_profile_jax_mixed_bfloat16_gpu.md"
+# shellcheck disable=SC2086
+python3 benchmarks/variants.py --precision mixed_bfloat16 ${VARIANTS_ARGS:-} \
+    --output "$out/variants_jax_mixed_bfloat16_gpu.md"
+# shellcheck disable=SC2086
+python3 benchmarks/speed.py --precision float32 --no-bm3d \
+    ${SPEED_ARGS:-} --output "$out/speed_jax_float32_gpu.md"
 # shellcheck disable=SC2086
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     --fold-batch-norm --skip training,image ${SPEED_ARGS:-} \
@@ -29,7 +42,3 @@ python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     --skip inference,image --fit-steps 200 ${SPEED_ARGS:-} \
     --output "$out/speed_jax_mixed_bfloat16_fit_gpu.md"
-# Where RBDN-3's time goes: variants that each leave a part out.
-# shellcheck disable=SC2086
-python3 benchmarks/variants.py --precision mixed_bfloat16 ${VARIANTS_ARGS:-} \
-    --output "$out/variants_jax_mixed_bfloat16_gpu.md"

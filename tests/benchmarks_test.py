@@ -1,8 +1,10 @@
 """The speed benchmark's baseline and its command line, on tiny sizes."""
 
 import os
+import re
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ BENCHMARKS = os.path.join(
 sys.path.insert(0, BENCHMARKS)
 
 import dncnn  # noqa: E402
+import layer_profile  # noqa: E402
 import speed  # noqa: E402
 import variants  # noqa: E402
 
@@ -104,3 +107,73 @@ def test_variants_command_writes_its_report(tmp_path):
         132624
     )
     assert rows["DnCNN-17 (for scale)"] == "554,112"
+
+
+def test_multiply_adds_per_layer():
+    counts = dncnn.multiply_adds_per_layer(
+        keras_rbdn.build(branches=3, task="denoise")
+    )
+    assert counts["conv1"] == 9 * 9 * 64  # full resolution
+    assert counts["conv2_1"] == 3 * 3 * 128 * 64 / 4  # concat1, scale 1/2
+    assert counts["convB3_2"] == 3 * 3 * 64 * 64 / 256  # scale 1/16
+    assert sum(counts.values()) == 132624
+
+
+def test_hlo_layers_reads_the_layer_scope():
+    text = """ENTRY %main.3 (x.1: f32[1,8,8,1]) -> f32[1,8,8,4] {
+  %x.1 = f32[1,8,8,1]{3,2,1,0} parameter(0), metadata={op_name="x"}
+  %conv.2 = f32[1,8,8,4]{3,2,1,0} convolution(%x.1, %k), metadata={op_name="jit(infer)/conv1/conv_general_dilated" source_file="a.py"}
+  ROOT %fusion.7 = f32[1,8,8,4]{3,2,1,0} fusion(%conv.2), kind=kLoop, metadata={op_name="jit(infer)/conv1_relu/jit(relu)/max"}
+}"""  # noqa: E501
+    layers = layer_profile.hlo_layers(text, {"conv1", "conv1_relu"})
+    assert layers == {"conv.2": "conv1", "fusion.7": "conv1_relu"}
+    assert layer_profile.group_of("conv1_relu") == "conv1"
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="reads XLA's profile (JAX)"
+)
+def test_layer_profile_command_writes_its_report(tmp_path):
+    report = tmp_path / "profile.md"
+    layer_profile.main(
+        [
+            "--batch=1",
+            "--size=32",
+            "--warmup=1",
+            "--calls=2",
+            f"--trace-dir={tmp_path / 'traces'}",
+            f"--output={report}",
+        ]
+    )
+    text = report.read_text()
+    sections = text.split("\n## ")[1:]
+    assert [section.split("\n")[0] for section in sections] == [
+        "RBDN-3",
+        "DnCNN-17",
+    ]
+    rbdn = sections[0]
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
+        for line in rbdn.split("Top ")[0].splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
+    expected = dncnn.multiply_adds_per_layer(
+        keras_rbdn.build(branches=3, task="denoise")
+    )
+    # Every convolution of RBDN-3 is found in the trace, with its count.
+    for layer, count in expected.items():
+        assert rows[layer][2] == f"{count:,.0f}", layer
+    attributed = sum(
+        float(cells[0]) for name, cells in rows.items() if "(" not in name
+    )
+    wall = float(re.search(r"untraced: ([\d.]+) ms", rbdn).group(1))
+    # The operations add up to about the wall time: none counted twice,
+    # and most of them attributed to layers.
+    assert 0.5 * wall < attributed < 2.0 * wall
+    assert os.listdir(tmp_path / "traces" / "RBDN-3")
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="JAX runs it")
+def test_layer_profile_needs_jax():
+    with pytest.raises(SystemExit, match="KERAS_BACKEND=jax"):
+        layer_profile.main(["--output=-"])

@@ -1,0 +1,268 @@
+"""Where RBDN-3's and DnCNN-17's inference time goes, layer by layer (JAX).
+
+Runs each network's jitted inference under `jax.profiler.trace`, reads the
+trace back with `jax.profiler.ProfileData` and adds up the time of every
+XLA operation: on a GPU the device time of its kernels (the "XLA Ops"
+lines), on a CPU the time of its thunks. Each operation is attributed to
+the Keras layer that produced it through the `op_name` metadata of the
+compiled HLO, which holds the layer's name scope. XLA fuses neighbouring
+operations; a fusion counts for the layer of its root, so a convolution's
+batch normalization and ReLU may be counted with it or with the next
+layer. Rows group a layer with its `_bn` and `_relu` layers.
+
+For the layers with a convolution the report gives the multiply-adds per
+pixel and the arithmetic rate, which shows layers running far below the
+others. It also lists the most expensive XLA operations. Records Markdown
+under `benchmarks/results/`.
+
+Run from the repository root, for example on a JAX GPU machine
+(`benchmarks/gpu_speed.sh` runs it there):
+
+    KERAS_BACKEND=jax python benchmarks/layer_profile.py \\
+        --precision mixed_bfloat16
+"""
+
+import argparse
+import collections
+import datetime
+import glob
+import os
+import re
+import statistics
+import tempfile
+import time
+
+import dncnn
+import keras
+import numpy as np
+import speed
+
+import keras_rbdn
+
+NETWORKS = {
+    "RBDN-3": lambda: keras_rbdn.build(branches=3, task="denoise"),
+    "DnCNN-17": lambda: dncnn.dncnn(depth=17),
+}
+GROUP_SUFFIXES = ("_bn", "_relu")
+_INSTRUCTION = re.compile(
+    r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=.*op_name="([^"]*)"'
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--calls", type=int, default=5, help="traced calls")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--precision", default="float32", choices=speed.PRECISIONS
+    )
+    parser.add_argument(
+        "--top", type=int, default=25, help="XLA operations listed"
+    )
+    parser.add_argument(
+        "--trace-dir",
+        default=None,
+        help="keep the raw traces here (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="Markdown file (default: benchmarks/results/layer_profile_"
+        "<backend>_<precision>_<date>.md); '-' writes nothing",
+    )
+    return parser.parse_args(argv)
+
+
+def jitted_inference(model):
+    """`model` at inference as one jitted function of (weights, images)."""
+    import jax
+
+    def infer(trainable, non_trainable, images):
+        outputs, _ = model.stateless_call(
+            trainable, non_trainable, images, training=False
+        )
+        return outputs
+
+    return jax.jit(infer)
+
+
+def hlo_layers(module_text, layer_names):
+    """`{HLO instruction: Keras layer}` from the compiled module's metadata."""
+    layers = {}
+    for line in module_text.splitlines():
+        match = _INSTRUCTION.match(line)
+        if not match:
+            continue
+        for scope in match.group(2).split("/"):
+            if scope in layer_names:
+                layers[match.group(1)] = scope
+                break
+    return layers
+
+
+def operation_times(trace_dir, module):
+    """Nanoseconds per XLA operation of `module` in the trace under
+    `trace_dir`, and which part of the trace they were read from."""
+    import jax
+
+    paths = glob.glob(
+        os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True
+    )
+    if not paths:
+        raise RuntimeError(f"The profiler wrote no trace under {trace_dir}.")
+    profile = jax.profiler.ProfileData.from_file(
+        max(paths, key=os.path.getmtime)
+    )
+    planes = list(profile.planes)
+    device_planes = [p for p in planes if p.name.startswith("/device:")]
+    times = collections.Counter()
+    sources = set()
+    for plane in device_planes or planes:
+        lines = list(plane.lines)
+        op_lines = [line for line in lines if line.name == "XLA Ops"]
+        for line in op_lines or lines:
+            for event in line.events:
+                stats = dict(event.stats)
+                name = event.name if op_lines else stats.get("hlo_op")
+                if name is None or event.name.startswith("end:"):
+                    continue
+                if not str(stats.get("hlo_module", module)).startswith(module):
+                    continue
+                times[name.lstrip("%")] += event.duration_ns
+                sources.add(f"{plane.name} / {line.name}")
+    if not times:
+        found = {p.name: [line.name for line in p.lines] for p in planes}
+        raise RuntimeError(
+            f"No XLA operation of {module} found in the trace; planes and "
+            f"lines: {found}"
+        )
+    return times, sorted(sources)
+
+
+def group_of(layer):
+    for suffix in GROUP_SUFFIXES:
+        if layer.endswith(suffix):
+            return layer[: -len(suffix)]
+    return layer
+
+
+def profile_network(model, images, args, trace_dir):
+    """Wall time per call and per-layer operation times of one network."""
+    import jax
+
+    infer = jitted_inference(model)
+    weights = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+    )
+    images = jax.device_put(images)
+    compiled = infer.lower(*weights, images).compile()
+    module_text = compiled.as_text()
+    module = re.search(r"HloModule\s+([\w.\-]+)", module_text).group(1)
+    for _ in range(args.warmup):
+        infer(*weights, images).block_until_ready()
+    wall = []
+    for _ in range(args.calls):
+        start = time.perf_counter()
+        infer(*weights, images).block_until_ready()
+        wall.append(time.perf_counter() - start)
+    with jax.profiler.trace(trace_dir):
+        for _ in range(args.calls):
+            infer(*weights, images).block_until_ready()
+    times, sources = operation_times(trace_dir, module)
+    layers = hlo_layers(module_text, {layer.name for layer in model.layers})
+    return {
+        "wall": statistics.median(wall),
+        "times": {name: ns / args.calls / 1e9 for name, ns in times.items()},
+        "layers": layers,
+        "sources": sources,
+        "multiply_adds": dncnn.multiply_adds_per_layer(model),
+    }
+
+
+def network_section(title, result, megapixels, top):
+    times, layers = result["times"], result["layers"]
+    total = sum(times.values())
+    by_group = collections.Counter()
+    for name, seconds in times.items():
+        by_group[group_of(layers.get(name, "(not attributed)"))] += seconds
+    lines = [
+        f"## {title}",
+        "",
+        f"- wall time per call, median, untraced: {result['wall'] * 1e3:.2f} "
+        f"ms ({megapixels / result['wall']:.1f} MP/s)",
+        f"- XLA operation time per call, traced: {total * 1e3:.2f} ms, read "
+        f"from: {'; '.join(result['sources'])}",
+        "",
+        "| layer (with its _bn, _relu) | ms per call | share | "
+        "multiply-adds per pixel | GMAC/s |",
+        "|---|---|---|---|---|",
+    ]
+    for group, seconds in by_group.most_common():
+        macs = result["multiply_adds"].get(group)
+        rate = (
+            f"{macs * megapixels * 1e6 / seconds / 1e9:,.0f}"
+            if macs and seconds > 0
+            else ""
+        )
+        lines.append(
+            f"| {group} | {seconds * 1e3:.3f} | {seconds / total:.1%} | "
+            f"{f'{macs:,.0f}' if macs else ''} | {rate} |"
+        )
+    lines += [
+        "",
+        f"Top {top} XLA operations:",
+        "",
+        "| operation | layer | ms per call |",
+        "|---|---|---|",
+    ]
+    ranked = sorted(times.items(), key=lambda item: -item[1])[:top]
+    for name, seconds in ranked:
+        layer = layers.get(name, "(not attributed)")
+        lines.append(f"| `{name}` | {layer} | {seconds * 1e3:.3f} |")
+    return lines + [""]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise SystemExit(
+            "layer_profile.py reads XLA's profile and needs "
+            f"KERAS_BACKEND=jax. Received: {backend}"
+        )
+    keras.mixed_precision.set_global_policy(args.precision)
+    shape = (args.batch, args.size, args.size, 1)
+    images = np.random.default_rng(0).uniform(size=shape).astype("float32")
+    megapixels = np.prod(shape[:3]) / 1e6
+    start = datetime.datetime.now(datetime.timezone.utc)
+    lines = [
+        f"# Layer profile, inference, {backend}, {args.precision}",
+        "",
+        f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {speed.cpu_model()}, "
+        f"{os.cpu_count()} CPUs; device: {speed.accelerator()}",
+        f"- versions: {speed.versions()}",
+        f"- source revision: {speed.source_revision()}",
+        f"- batch {args.batch} x {args.size}x{args.size} x 1; "
+        f"{args.warmup} warm-up calls, {args.calls} timed and "
+        f"{args.calls} traced calls per network",
+        "",
+    ]
+    for title, build in NETWORKS.items():
+        with tempfile.TemporaryDirectory() as scratch:
+            trace_dir = scratch
+            if args.trace_dir:
+                trace_dir = os.path.join(args.trace_dir, title)
+            result = profile_network(build(), images, args, trace_dir)
+        lines += network_section(title, result, megapixels, args.top)
+    speed.record(
+        "\n".join(lines),
+        args.output,
+        f"layer_profile_{backend}_{args.precision}_{start:%Y%m%d}.md",
+    )
+
+
+if __name__ == "__main__":
+    main()
