@@ -8,17 +8,19 @@
 # SPEED_ARGS="--infer-batch 1 --infer-size 64 --train-batch 2
 # --train-size 32 --repeats 1 --warmup 1"), $VARIANTS_ARGS to the
 # variants.py call (there: VARIANTS_ARGS="--batch 1 --size 64 --repeats 1")
-# and $PROFILE_ARGS to the layer_profile.py call (there: PROFILE_ARGS=
-# "--batch 1 --size 64 --calls 2").
+# $PROFILE_ARGS to the layer_profile.py call (there: PROFILE_ARGS=
+# "--batch 1 --size 64 --calls 2") and $FORMS_ARGS to the conv_forms.py call
+# (there: FORMS_ARGS="--batch 1 --size 64 --repeats 1").
 set -euo pipefail
 out="${1:-${OUT:-benchmarks/results}}"
 mkdir -p "$out"
 # shellcheck source=recipes/gpu_env.sh
 source recipes/gpu_env.sh
 # The issue's configuration in bfloat16 first, then where its time goes
-# (layer by layer from XLA's own profile, keeping the raw traces; then
-# variants that each leave a part out), then float32, the folded form and
-# training inside `fit`. BM3D is CPU-only.
+# (layer by layer from XLA's own profile, keeping the raw traces; other
+# forms of the one-channel 9x9 layers; variants that each leave a part
+# out), then float32, the folded form and training inside `fit`. BM3D is
+# CPU-only.
 # shellcheck disable=SC2086
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     ${SPEED_ARGS:-} --output "$out/speed_jax_mixed_bfloat16_gpu.md"
@@ -26,6 +28,9 @@ python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
 python3 benchmarks/layer_profile.py --precision mixed_bfloat16 \
     ${PROFILE_ARGS:-} --trace-dir "$out/traces" \
     --output "$out/layer_profile_jax_mixed_bfloat16_gpu.md"
+# shellcheck disable=SC2086
+python3 benchmarks/conv_forms.py --precision mixed_bfloat16 ${FORMS_ARGS:-} \
+    --output "$out/conv_forms_jax_mixed_bfloat16_gpu.md"
 # shellcheck disable=SC2086
 python3 benchmarks/variants.py --precision mixed_bfloat16 ${VARIANTS_ARGS:-} \
     --output "$out/variants_jax_mixed_bfloat16_gpu.md"

@@ -17,6 +17,7 @@ BENCHMARKS = os.path.join(
 )
 sys.path.insert(0, BENCHMARKS)
 
+import conv_forms  # noqa: E402
 import dncnn  # noqa: E402
 import layer_profile  # noqa: E402
 import speed  # noqa: E402
@@ -177,3 +178,76 @@ def test_layer_profile_command_writes_its_report(tmp_path):
 def test_layer_profile_needs_jax():
     with pytest.raises(SystemExit, match="KERAS_BACKEND=jax"):
         layer_profile.main(["--output=-"])
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_conv_forms_compute_the_plain_convolution(direction):
+    rng = np.random.default_rng(5)
+    in_channels, out_channels = (1, 64) if direction == "up" else (64, 1)
+    # Scaled so that the outputs are about 1: no large cancellations.
+    kernel = rng.normal(size=(9, 9, in_channels, out_channels))
+    kernel = (kernel / (9 * np.sqrt(in_channels))).astype("float32")
+    x = rng.normal(size=(2, 16, 12, in_channels)).astype("float32")
+    expected = np.zeros((2, 16, 12, out_channels))
+    padded = np.pad(x, [(0, 0), (4, 4), (4, 4), (0, 0)])
+    for i, j in np.ndindex(9, 9):  # NumPy reference: sum of shifted taps
+        expected += padded[:, i : i + 16, j : j + 12, :] @ kernel[i, j]
+    forms = conv_forms.forms(kernel, direction, keras.ops.convert_to_tensor)
+    assert set(forms) == {
+        "plain",
+        "rows",
+        "s2d2",
+        "s2d2 (given)",
+        "s2d4",
+        "s2d4 (given)",
+    }
+    for name, (function, in_block, out_block) in forms.items():
+        inputs = x
+        if in_block > 1:
+            inputs = conv_forms.space_to_depth(x, in_block)
+        outputs = function(keras.ops.convert_to_tensor(inputs))
+        if out_block > 1:
+            outputs = conv_forms.depth_to_space(outputs, out_block)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(outputs),
+            expected,
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=name,
+        )
+
+
+def test_depth_to_space_inverts_space_to_depth():
+    x = np.arange(2 * 8 * 4 * 3, dtype="float32").reshape(2, 8, 4, 3)
+    blocks = conv_forms.space_to_depth(x, 2)
+    assert tuple(blocks.shape) == (2, 4, 2, 12)
+    # Block (0, 0) holds the 2x2 top-left pixels, row-major, then channels.
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(blocks)[0, 0, 0],
+        x[0, :2, :2, :].reshape(-1),
+    )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(conv_forms.depth_to_space(blocks, 2)), x
+    )
+
+
+@pytest.mark.slow
+def test_conv_forms_command_writes_its_report(tmp_path):
+    report = tmp_path / "forms.md"
+    conv_forms.main(
+        [
+            "--batch=1",
+            "--size=16",
+            "--warmup=1",
+            "--repeats=1",
+            f"--output={report}",
+        ]
+    )
+    rows = [
+        line.split(" | ")
+        for line in report.read_text().splitlines()
+        if line.startswith("| conv1") or line.startswith("| deconv1")
+    ]
+    assert len(rows) == 12
+    for row in rows:  # every form agrees with the plain convolution
+        assert float(row[-1].split(" ")[0]) < 1e-4, row

@@ -1,0 +1,292 @@
+"""Other forms of RBDN's two 9x9 one-channel convolutions, timed.
+
+`conv1` (9x9, 1 -> 64 channels) and `deconv1` (9x9, 64 -> 1) run at full
+resolution with one channel on one side, a shape that convolution kernels
+handle poorly: on this CPU under JAX they take 28% of RBDN-3's time for 8%
+of its multiply-adds (`results/layer_profile_jax_float32_20261126.md`).
+This script times the same convolutions in other forms that compute the
+same function (each is checked against the plain one first):
+
+- `plain`: one convolution, as the network has it;
+- `rows`: the kernel rows as channels. For `deconv1` a 1 x 9 convolution
+  to 9 channels and a one-hot 9 x 1 shift-sum (`NarrowConv2D`'s
+  TensorFlow path); for `conv1` a one-hot 9 x 1 shift of the image into 9
+  channels, then a 1 x 9 convolution from 9 channels;
+- `s2d2`, `s2d4`: space-to-depth by 2 or 4 (each block of pixels becomes
+  channels), a 5x5 or 3x3 convolution between blocks with the kernel
+  rearranged, and depth-to-space back. More multiply-adds (1.2x, 1.8x) in
+  a shape convolution kernels like. The layout changes are timed too; the
+  `(given)` rows leave out the one on the 64-channel side, which an
+  unpooling or pooling working in that layout would not need.
+
+Forward only, batch and size as the speed benchmark's inference. Records
+Markdown under `benchmarks/results/`. `benchmarks/gpu_speed.sh` runs it.
+
+    KERAS_BACKEND=jax python benchmarks/conv_forms.py --precision mixed_bfloat16
+"""
+
+import argparse
+import datetime
+import os
+import statistics
+
+import keras
+import numpy as np
+import speed
+from keras import ops
+
+KERNEL = 9
+CHANNELS = 64
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--precision", default="float32", choices=speed.PRECISIONS
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="Markdown file (default: benchmarks/results/conv_forms_"
+        "<backend>_<precision>_<date>.md); '-' writes nothing",
+    )
+    return parser.parse_args(argv)
+
+
+def space_to_depth(x, block):
+    batch, height, width, channels = x.shape
+    x = ops.reshape(
+        x, (batch, height // block, block, width // block, block, channels)
+    )
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(
+        x, (batch, height // block, width // block, block * block * channels)
+    )
+
+
+def depth_to_space(x, block):
+    batch, height, width, channels = x.shape
+    channels //= block * block
+    x = ops.reshape(x, (batch, height, width, block, block, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (batch, height * block, width * block, channels))
+
+
+def block_kernel(kernel, block):
+    """A `(k, k, c_in, c_out)` kernel as a kernel between pixel blocks.
+
+    Output phase `(oy, ox)` of a block at `(i, j)` reads input phase
+    `(py, px)` of the block at `(i + m, j + n)` through the kernel tap
+    `(block * m + py - oy + k // 2, ...)`, or nothing if that is outside.
+    """
+    size, _, in_channels, out_channels = kernel.shape
+    half = size // 2
+    reach = (half + block - 1) // block
+    span = 2 * reach + 1
+    blocked = np.zeros(
+        (span, span, block, block, in_channels, block, block, out_channels),
+        kernel.dtype,
+    )
+    phases = range(block)
+    for m in range(-reach, reach + 1):
+        for n in range(-reach, reach + 1):
+            for py in phases:
+                for px in phases:
+                    for oy in phases:
+                        for ox in phases:
+                            u = block * m + py - oy + half
+                            v = block * n + px - ox + half
+                            if 0 <= u < size and 0 <= v < size:
+                                blocked[
+                                    m + reach, n + reach, py, px, :, oy, ox
+                                ] = kernel[u, v]
+    return blocked.reshape(
+        span, span, block * block * in_channels, block * block * out_channels
+    )
+
+
+def one_hot_shift(size, channels, rows):
+    """`(size, 1, ...)` (rows) or `(1, size, ...)` one-hot shift kernel.
+
+    With `rows=True`, sums channel `(i, f)` of `size * channels` inputs,
+    moved by `i - size // 2` rows, into output `f`; otherwise it spreads a
+    `channels`-channel input into `size * channels` shifted copies.
+    """
+    kernel = np.zeros((size, 1, size, channels, channels), "float32")
+    for i in range(size):
+        kernel[i, 0, i] = np.eye(channels, dtype="float32")
+    kernel = kernel.reshape(size, 1, size * channels, channels)
+    return kernel if rows else np.transpose(kernel, (0, 1, 3, 2))
+
+
+def forms(kernel, direction, constant):
+    """`{name: (function of x, input block, output block)}` for one
+    convolution: the blocks are 1 for the usual layout, else the block
+    size of a space-to-depth layout.
+
+    `constant` turns a NumPy kernel into a tensor of the compute dtype.
+    """
+    size = kernel.shape[0]
+    plain = constant(kernel)
+    forms = {"plain": (lambda x: ops.conv(x, plain, padding="same"), 1, 1)}
+    if direction == "down":  # deconv1: 64 channels -> 1
+        row_kernel = constant(
+            np.transpose(kernel, (1, 2, 0, 3)).reshape(1, size, CHANNELS, size)
+        )
+        shift = constant(one_hot_shift(size, 1, rows=True))
+        forms["rows"] = (
+            lambda x: ops.conv(
+                ops.conv(x, row_kernel, padding="same"), shift, padding="same"
+            ),
+            1,
+            1,
+        )
+    else:  # conv1: 1 channel -> 64
+        spread = constant(one_hot_shift(size, 1, rows=False))
+        column_kernel = constant(
+            np.transpose(kernel, (1, 0, 2, 3)).reshape(1, size, size, CHANNELS)
+        )
+        forms["rows"] = (
+            lambda x: ops.conv(
+                ops.conv(x, spread, padding="same"),
+                column_kernel,
+                padding="same",
+            ),
+            1,
+            1,
+        )
+    for block in (2, 4):
+        blocked = constant(block_kernel(kernel, block))
+
+        def full(x, b=block, k=blocked):
+            y = ops.conv(space_to_depth(x, b), k, padding="same")
+            return depth_to_space(y, b)
+
+        def given(x, b=block, k=blocked):
+            # deconv1 reads blocks; conv1's blocks stay blocks.
+            if direction == "down":
+                return depth_to_space(ops.conv(x, k, padding="same"), b)
+            return ops.conv(space_to_depth(x, b), k, padding="same")
+
+        forms[f"s2d{block}"] = (full, 1, 1)
+        if direction == "down":
+            forms[f"s2d{block} (given)"] = (given, block, 1)
+        else:
+            forms[f"s2d{block} (given)"] = (given, 1, block)
+    return forms
+
+
+def compiled(function):
+    """`function` compiled as the backend compiles a model, and a call that
+    waits for the result."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        jitted = jax.jit(function)
+        return lambda x: jitted(x).block_until_ready()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function)
+    import torch
+
+    def call(x):
+        with torch.no_grad():
+            result = function(x)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return result
+
+    return call
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dtype = keras.mixed_precision.Policy(args.precision).compute_dtype
+    rng = np.random.default_rng(0)
+    shape = (args.batch, args.size, args.size)
+    images = rng.uniform(size=(*shape, 1)).astype("float32")
+    features = rng.normal(size=(*shape, CHANNELS)).astype("float32")
+    layers = {
+        "conv1 (9x9, 1 -> 64)": (
+            rng.normal(size=(KERNEL, KERNEL, 1, CHANNELS)) * 0.1,
+            "up",
+            images,
+        ),
+        "deconv1 (9x9, 64 -> 1)": (
+            rng.normal(size=(KERNEL, KERNEL, CHANNELS, 1)) * 0.02,
+            "down",
+            features,
+        ),
+    }
+    start = datetime.datetime.now(datetime.timezone.utc)
+    rows = []
+    for title, (kernel, direction, x) in layers.items():
+        candidates = forms(
+            kernel.astype("float32"),
+            direction,
+            lambda a: ops.cast(ops.convert_to_tensor(a), dtype),
+        )
+        functions, reference = {}, None
+        for name, (function, in_block, out_block) in candidates.items():
+            inputs = x if in_block == 1 else space_to_depth(x, in_block)
+            inputs = ops.cast(ops.convert_to_tensor(inputs), dtype)
+            call = compiled(function)
+            result = ops.cast(call(inputs), "float32")
+            if out_block > 1:
+                result = depth_to_space(result, out_block)
+            result = ops.convert_to_numpy(result)
+            if reference is None:
+                reference = result
+            difference = float(np.max(np.abs(result - reference)))
+            scale = float(np.max(np.abs(reference)))
+            functions[name] = (
+                lambda call=call, inputs=inputs: call(inputs),
+                difference,
+                scale,
+            )
+        seconds = speed.alternate(
+            {name: entry[0] for name, entry in functions.items()},
+            args.warmup,
+            args.repeats,
+        )
+        plain = statistics.median(seconds["plain"])
+        for name, (_, difference, scale) in functions.items():
+            median = statistics.median(seconds[name])
+            rows.append(
+                f"| {title} | {name} | {median * 1e3:.2f} | "
+                f"{min(seconds[name]) * 1e3:.2f} | {plain / median:.2f}x | "
+                f"{difference:.1e} (of {scale:.1f}) |"
+            )
+    backend = keras.backend.backend()
+    lines = [
+        f"# Forms of conv1 and deconv1, forward, {backend}, {args.precision}",
+        "",
+        f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {speed.cpu_model()}, "
+        f"{os.cpu_count()} CPUs; device: {speed.accelerator()}",
+        f"- versions: {speed.versions()}",
+        f"- source revision: {speed.source_revision()}",
+        f"- batch {args.batch} x {args.size}x{args.size}; forms timed "
+        f"alternately, {args.warmup} warm-up and {args.repeats} timed calls "
+        "each",
+        "",
+        "| layer | form | ms per call, median | min | speed-up over plain "
+        "| max difference to plain |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    speed.record(
+        "\n".join(lines),
+        args.output,
+        f"conv_forms_{backend}_{args.precision}_{start:%Y%m%d}.md",
+    )
+
+
+if __name__ == "__main__":
+    main()
