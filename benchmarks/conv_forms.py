@@ -27,7 +27,6 @@ Markdown under `benchmarks/results/`. `benchmarks/gpu_speed.sh` runs it.
 
 import argparse
 import datetime
-import os
 import statistics
 
 import keras
@@ -41,19 +40,7 @@ CHANNELS = 64
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument(
-        "--precision", default="float32", choices=speed.PRECISIONS
-    )
-    parser.add_argument(
-        "--output",
-        default=None,
-        help="Markdown file (default: benchmarks/results/conv_forms_"
-        "<backend>_<precision>_<date>.md); '-' writes nothing",
-    )
+    speed.add_timing_arguments(parser, "conv_forms")
     return parser.parse_args(argv)
 
 
@@ -267,10 +254,7 @@ def main(argv=None):
     lines = [
         f"# Forms of conv1 and deconv1, forward, {backend}, {args.precision}",
         "",
-        f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {speed.cpu_model()}, "
-        f"{os.cpu_count()} CPUs; device: {speed.accelerator()}",
-        f"- versions: {speed.versions()}",
-        f"- source revision: {speed.source_revision()}",
+        *speed.environment_lines(start),
         f"- batch {args.batch} x {args.size}x{args.size}; forms timed "
         f"alternately, {args.warmup} warm-up and {args.repeats} timed calls "
         "each",

@@ -14,7 +14,6 @@ Run from the repository root:
 
 import argparse
 import datetime
-import os
 import statistics
 
 import keras
@@ -81,10 +80,7 @@ def main(argv=None):
     lines = [
         f"# Batch normalization folding, {keras.backend.backend()}",
         "",
-        f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {speed.cpu_model()}, "
-        f"{os.cpu_count()} CPUs; device: {speed.accelerator()}",
-        f"- versions: {speed.versions()}",
-        f"- source revision: {speed.source_revision()}",
+        *speed.environment_lines(start),
         f"- load average at start: {speed.load_average()}",
         "- model: the shipped `denoise` RBDN-3 (c=64), float32,",
         "  `predict_on_batch`, the two timed alternately; "

@@ -241,10 +241,7 @@ def main(argv=None):
     lines = [
         f"# Layer profile, inference, {backend}, {args.precision}",
         "",
-        f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {speed.cpu_model()}, "
-        f"{os.cpu_count()} CPUs; device: {speed.accelerator()}",
-        f"- versions: {speed.versions()}",
-        f"- source revision: {speed.source_revision()}",
+        *speed.environment_lines(start),
         f"- batch {args.batch} x {args.size}x{args.size} x 1; "
         f"{args.warmup} warm-up calls, {args.calls} timed and "
         f"{args.calls} traced calls per network",

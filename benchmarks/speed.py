@@ -199,6 +199,33 @@ def load_average():
         return "n/a"
 
 
+def environment_lines(start):
+    """Report lines with the date, machine, versions and revision."""
+    return [
+        f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, "
+        f"{os.cpu_count()} CPUs; device: {accelerator()}",
+        f"- versions: {versions()}",
+        f"- source revision: {source_revision()}",
+    ]
+
+
+def add_timing_arguments(parser, name, repeats=10):
+    """`--batch`, `--size`, `--repeats`, `--warmup`, `--precision` and
+    `--output` (default `benchmarks/results/<name>_<backend>_<precision>_
+    <date>.md`), as the smaller benchmarks take them."""
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
+    parser.add_argument(
+        "--output",
+        default=None,
+        help=f"Markdown file (default: benchmarks/results/{name}_<backend>_"
+        "<precision>_<date>.md); '-' writes nothing",
+    )
+
+
 # --- Timing ------------------------------------------------------------------
 
 

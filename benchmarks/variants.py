@@ -23,7 +23,6 @@ Run from the repository root, for example on a JAX GPU machine
 
 import argparse
 import datetime
-import os
 import statistics
 
 import dncnn
@@ -44,19 +43,7 @@ VARIANTS = {
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument(
-        "--precision", default="float32", choices=speed.PRECISIONS
-    )
-    parser.add_argument(
-        "--output",
-        default=None,
-        help="Markdown file (default: benchmarks/results/variants_<backend>_"
-        "<precision>_<date>.md); '-' writes nothing",
-    )
+    speed.add_timing_arguments(parser, "variants")
     return parser.parse_args(argv)
 
 
@@ -101,10 +88,7 @@ def main(argv=None):
     lines = [
         f"# RBDN-3 variants, inference, {backend}, {args.precision}",
         "",
-        f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {speed.cpu_model()}, "
-        f"{os.cpu_count()} CPUs; device: {speed.accelerator()}",
-        f"- versions: {speed.versions()}",
-        f"- source revision: {speed.source_revision()}",
+        *speed.environment_lines(start),
         f"- load average at start: {load_at_start}; at the end: "
         f"{speed.load_average()}",
         f"- batch {args.batch} x {args.size}x{args.size} x 1, "
