@@ -27,10 +27,12 @@ python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
 # shellcheck disable=SC2086
 python3 benchmarks/layer_profile.py --precision mixed_bfloat16 \
     ${PROFILE_ARGS:-} --trace-dir "$out/traces" \
-    --output "$out/layer_profile_jax_mixed_bfloat16_gpu.md"
+    --output "$out/layer_profile_jax_mixed_bfloat16_gpu.md" ||
+    echo "layer_profile.py failed (above); the raw traces are in $out/traces"
 # shellcheck disable=SC2086
 python3 benchmarks/conv_forms.py --precision mixed_bfloat16 ${FORMS_ARGS:-} \
-    --output "$out/conv_forms_jax_mixed_bfloat16_gpu.md"
+    --output "$out/conv_forms_jax_mixed_bfloat16_gpu.md" ||
+    echo "conv_forms.py failed (above); going on"
 # shellcheck disable=SC2086
 python3 benchmarks/variants.py --precision mixed_bfloat16 ${VARIANTS_ARGS:-} \
     --output "$out/variants_jax_mixed_bfloat16_gpu.md"

@@ -120,12 +120,12 @@ def operation_times(trace_dir, module):
     times = collections.Counter()
     sources = set()
     for plane in device_planes or planes:
-        lines = list(plane.lines)
-        op_lines = [line for line in lines if line.name == "XLA Ops"]
-        for line in op_lines or lines:
+        for line, from_ops_line in _operation_lines(plane, bool(device_planes)):
             for event in line.events:
                 stats = dict(event.stats)
-                name = event.name if op_lines else stats.get("hlo_op")
+                name = stats.get("hlo_op")
+                if from_ops_line or (name is None and device_planes):
+                    name = event.name  # a device's kernel: its own name
                 if name is None or event.name.startswith("end:"):
                     continue
                 if not str(stats.get("hlo_module", module)).startswith(module):
@@ -139,6 +139,35 @@ def operation_times(trace_dir, module):
             f"lines: {found}"
         )
     return times, sorted(sources)
+
+
+def _operation_lines(plane, device):
+    """The lines of `plane` to read, each with whether it is an "XLA Ops"
+    line (one event per XLA operation).
+
+    A device plane may hold an "XLA Ops" line; if not, its kernels are
+    read from its "Stream" lines (other lines may repeat them). On a CPU
+    every line is read, and only events with an `hlo_op` stat count.
+    """
+    lines = list(plane.lines)
+    op_lines = [line for line in lines if line.name == "XLA Ops"]
+    if op_lines:
+        return [(line, True) for line in op_lines]
+    if device:
+        streams = [line for line in lines if line.name.startswith("Stream")]
+        return [(line, False) for line in streams or lines]
+    return [(line, False) for line in lines]
+
+
+def _layer_of(name, layers):
+    """The layer of an operation; GPU kernels of fusions are named like
+    the fusion with `_` for `.`."""
+    if name in layers:
+        return layers[name]
+    for instruction, layer in layers.items():
+        if instruction.replace(".", "_") == name:
+            return layer
+    return "(not attributed)"
 
 
 def group_of(layer):
@@ -187,7 +216,7 @@ def network_section(title, result, megapixels, top):
     total = sum(times.values())
     by_group = collections.Counter()
     for name, seconds in times.items():
-        by_group[group_of(layers.get(name, "(not attributed)"))] += seconds
+        by_group[group_of(_layer_of(name, layers))] += seconds
     lines = [
         f"## {title}",
         "",
@@ -220,7 +249,7 @@ def network_section(title, result, megapixels, top):
     ]
     ranked = sorted(times.items(), key=lambda item: -item[1])[:top]
     for name, seconds in ranked:
-        layer = layers.get(name, "(not attributed)")
+        layer = _layer_of(name, layers)
         lines.append(f"| `{name}` | {layer} | {seconds * 1e3:.3f} |")
     return lines + [""]
 

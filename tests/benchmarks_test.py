@@ -128,6 +128,9 @@ def test_hlo_layers_reads_the_layer_scope():
 }"""  # noqa: E501
     layers = layer_profile.hlo_layers(text, {"conv1", "conv1_relu"})
     assert layers == {"conv.2": "conv1", "fusion.7": "conv1_relu"}
+    # A GPU kernel is named after its fusion, with "_" for ".".
+    assert layer_profile._layer_of("fusion_7", layers) == "conv1_relu"
+    assert layer_profile._layer_of("memcpy", layers) == "(not attributed)"
     assert layer_profile.group_of("conv1_relu") == "conv1"
 
 
