@@ -30,6 +30,11 @@ python3 benchmarks/layer_profile.py --precision mixed_bfloat16 \
     --output "$out/layer_profile_jax_mixed_bfloat16_gpu.md" ||
     echo "layer_profile.py failed (above); the raw traces are in $out/traces"
 # shellcheck disable=SC2086
+python3 benchmarks/layer_profile.py --training --precision mixed_bfloat16 \
+    ${PROFILE_ARGS:-} --trace-dir "$out/traces_training" \
+    --output "$out/layer_profile_training_jax_mixed_bfloat16_gpu.md" ||
+    echo "layer_profile.py --training failed (above); traces kept"
+# shellcheck disable=SC2086
 python3 benchmarks/conv_forms.py --precision mixed_bfloat16 ${FORMS_ARGS:-} \
     --output "$out/conv_forms_jax_mixed_bfloat16_gpu.md" ||
     echo "conv_forms.py failed (above); going on"

@@ -1,6 +1,7 @@
-"""Where RBDN-3's and DnCNN-17's inference time goes, layer by layer (JAX).
+"""Where RBDN-3's and DnCNN-17's time goes, layer by layer (JAX).
 
-Runs each network's jitted inference under `jax.profiler.trace`, reads the
+Runs each network's jitted inference (or, with `--training`, the loss and
+its gradients) under `jax.profiler.trace`, reads the
 trace back with `jax.profiler.ProfileData` and adds up the time of every
 XLA operation: on a GPU the device time of its kernels (the "XLA Ops"
 lines), on a CPU the time of its thunks. Each operation is attributed to
@@ -44,6 +45,10 @@ NETWORKS = {
     "DnCNN-17": lambda: dncnn.dncnn(depth=17),
 }
 GROUP_SUFFIXES = ("_bn", "_relu")
+_WRAPPED = re.compile(r"^\w+\((.*)\)$")
+_SIGNATURE = re.compile(
+    r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\w+\[[\d,]*\])\S*\s+([\w\-]+)\("
+)
 _INSTRUCTION = re.compile(
     r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=.*op_name="([^"]*)"'
 )
@@ -51,8 +56,18 @@ _INSTRUCTION = re.compile(
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument(
+        "--training",
+        action="store_true",
+        help="profile a training step (forward and gradients of an MSE "
+        "loss, batch normalization in training mode) instead of inference",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="default: 16, training 64"
+    )
+    parser.add_argument(
+        "--size", type=int, default=None, help="default: 512, training 128"
+    )
     parser.add_argument("--calls", type=int, default=5, help="traced calls")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
@@ -70,9 +85,14 @@ def parse_args(argv=None):
         "--output",
         default=None,
         help="Markdown file (default: benchmarks/results/layer_profile_"
-        "<backend>_<precision>_<date>.md); '-' writes nothing",
+        "[training_]<backend>_<precision>_<date>.md); '-' writes nothing",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch is None:
+        args.batch = 64 if args.training else 16
+    if args.size is None:
+        args.size = 128 if args.training else 512
+    return args
 
 
 def jitted_inference(model):
@@ -88,6 +108,22 @@ def jitted_inference(model):
     return jax.jit(infer)
 
 
+def jitted_gradients(model):
+    """The MSE loss of `model` (training mode, target: the images) and its
+    gradients, as one jitted function of (weights, images)."""
+    import jax
+    from keras import ops
+
+    def loss(trainable, non_trainable, images):
+        outputs, non_trainable = model.stateless_call(
+            trainable, non_trainable, images, training=True
+        )
+        error = ops.cast(outputs, "float32") - images
+        return ops.mean(ops.square(error)), non_trainable
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
 def hlo_layers(module_text, layer_names):
     """`{HLO instruction: Keras layer}` from the compiled module's metadata."""
     layers = {}
@@ -96,10 +132,28 @@ def hlo_layers(module_text, layer_names):
         if not match:
             continue
         for scope in match.group(2).split("/"):
+            # Under differentiation scopes read `jvp(conv1)` or
+            # `transpose(jvp(conv1))`.
+            while _WRAPPED.match(scope):
+                scope = _WRAPPED.match(scope).group(1)
             if scope in layer_names:
                 layers[match.group(1)] = scope
                 break
     return layers
+
+
+def hlo_signatures(module_text):
+    """`{HLO instruction: "f32[...] opcode"}`, for the report.
+
+    Some instructions carry no metadata (XLA writes the kernel gradients
+    of convolutions as new convolutions); their shape says what they are.
+    """
+    signatures = {}
+    for line in module_text.splitlines():
+        match = _SIGNATURE.match(line)
+        if match:
+            signatures[match.group(1)] = f"{match.group(2)} {match.group(3)}"
+    return signatures
 
 
 def operation_times(trace_dir, module):
@@ -181,37 +235,42 @@ def profile_network(model, images, args, trace_dir):
     """Wall time per call and per-layer operation times of one network."""
     import jax
 
-    infer = jitted_inference(model)
+    step = (jitted_gradients if args.training else jitted_inference)(model)
     weights = (
         [v.value for v in model.trainable_variables],
         [v.value for v in model.non_trainable_variables],
     )
     images = jax.device_put(images)
-    compiled = infer.lower(*weights, images).compile()
+    compiled = step.lower(*weights, images).compile()
     module_text = compiled.as_text()
     module = re.search(r"HloModule\s+([\w.\-]+)", module_text).group(1)
     for _ in range(args.warmup):
-        infer(*weights, images).block_until_ready()
+        jax.block_until_ready(step(*weights, images))
     wall = []
     for _ in range(args.calls):
         start = time.perf_counter()
-        infer(*weights, images).block_until_ready()
+        jax.block_until_ready(step(*weights, images))
         wall.append(time.perf_counter() - start)
     with jax.profiler.trace(trace_dir):
         for _ in range(args.calls):
-            infer(*weights, images).block_until_ready()
+            jax.block_until_ready(step(*weights, images))
     times, sources = operation_times(trace_dir, module)
     layers = hlo_layers(module_text, {layer.name for layer in model.layers})
+    signatures = hlo_signatures(module_text)
     return {
         "wall": statistics.median(wall),
         "times": {name: ns / args.calls / 1e9 for name, ns in times.items()},
         "layers": layers,
+        "signatures": signatures,
         "sources": sources,
         "multiply_adds": dncnn.multiply_adds_per_layer(model),
     }
 
 
-def network_section(title, result, megapixels, top):
+def network_section(title, result, megapixels, top, passes):
+    """Markdown for one network. `passes` multiplies the forward
+    multiply-adds in the rates: 1 at inference, 3 for a training step
+    (forward, input gradient, kernel gradient)."""
     times, layers = result["times"], result["layers"]
     total = sum(times.values())
     by_group = collections.Counter()
@@ -226,13 +285,13 @@ def network_section(title, result, megapixels, top):
         f"from: {'; '.join(result['sources'])}",
         "",
         "| layer (with its _bn, _relu) | ms per call | share | "
-        "multiply-adds per pixel | GMAC/s |",
+        f"multiply-adds per pixel | GMAC/s{' (x3 passes)' * (passes > 1)} |",
         "|---|---|---|---|---|",
     ]
     for group, seconds in by_group.most_common():
         macs = result["multiply_adds"].get(group)
         rate = (
-            f"{macs * megapixels * 1e6 / seconds / 1e9:,.0f}"
+            f"{passes * macs * megapixels * 1e6 / seconds / 1e9:,.0f}"
             if macs and seconds > 0
             else ""
         )
@@ -244,13 +303,16 @@ def network_section(title, result, megapixels, top):
         "",
         f"Top {top} XLA operations:",
         "",
-        "| operation | layer | ms per call |",
-        "|---|---|---|",
+        "| operation | HLO | layer | ms per call |",
+        "|---|---|---|---|",
     ]
     ranked = sorted(times.items(), key=lambda item: -item[1])[:top]
     for name, seconds in ranked:
         layer = _layer_of(name, layers)
-        lines.append(f"| `{name}` | {layer} | {seconds * 1e3:.3f} |")
+        signature = result["signatures"].get(name, "")
+        lines.append(
+            f"| `{name}` | {signature} | {layer} | {seconds * 1e3:.3f} |"
+        )
     return lines + [""]
 
 
@@ -267,8 +329,9 @@ def main(argv=None):
     images = np.random.default_rng(0).uniform(size=shape).astype("float32")
     megapixels = np.prod(shape[:3]) / 1e6
     start = datetime.datetime.now(datetime.timezone.utc)
+    work = "training step" if args.training else "inference"
     lines = [
-        f"# Layer profile, inference, {backend}, {args.precision}",
+        f"# Layer profile, {work}, {backend}, {args.precision}",
         "",
         *speed.environment_lines(start),
         f"- batch {args.batch} x {args.size}x{args.size} x 1; "
@@ -282,11 +345,13 @@ def main(argv=None):
             if args.trace_dir:
                 trace_dir = os.path.join(args.trace_dir, title)
             result = profile_network(build(), images, args, trace_dir)
-        lines += network_section(title, result, megapixels, args.top)
+        passes = 3 if args.training else 1
+        lines += network_section(title, result, megapixels, args.top, passes)
     speed.record(
         "\n".join(lines),
         args.output,
-        f"layer_profile_{backend}_{args.precision}_{start:%Y%m%d}.md",
+        f"layer_profile_{'training_' * args.training}{backend}_"
+        f"{args.precision}_{start:%Y%m%d}.md",
     )
 
 

@@ -124,10 +124,15 @@ def test_hlo_layers_reads_the_layer_scope():
     text = """ENTRY %main.3 (x.1: f32[1,8,8,1]) -> f32[1,8,8,4] {
   %x.1 = f32[1,8,8,1]{3,2,1,0} parameter(0), metadata={op_name="x"}
   %conv.2 = f32[1,8,8,4]{3,2,1,0} convolution(%x.1, %k), metadata={op_name="jit(infer)/conv1/conv_general_dilated" source_file="a.py"}
-  ROOT %fusion.7 = f32[1,8,8,4]{3,2,1,0} fusion(%conv.2), kind=kLoop, metadata={op_name="jit(infer)/conv1_relu/jit(relu)/max"}
+  %fusion.7 = f32[1,8,8,4]{3,2,1,0} fusion(%conv.2), kind=kLoop, metadata={op_name="jit(infer)/conv1_relu/jit(relu)/max"}
+  ROOT %conv.9 = f32[9,9,1,4]{3,2,1,0} convolution(%x.1, %fusion.7), metadata={op_name="jit(loss)/transpose(jvp(conv1))/conv_general_dilated"}
 }"""  # noqa: E501
     layers = layer_profile.hlo_layers(text, {"conv1", "conv1_relu"})
-    assert layers == {"conv.2": "conv1", "fusion.7": "conv1_relu"}
+    assert layers == {
+        "conv.2": "conv1",
+        "fusion.7": "conv1_relu",
+        "conv.9": "conv1",  # a kernel gradient
+    }
     # A GPU kernel is named after its fusion, with "_" for ".".
     assert layer_profile._layer_of("fusion_7", layers) == "conv1_relu"
     assert layer_profile._layer_of("memcpy", layers) == "(not attributed)"
@@ -175,6 +180,36 @@ def test_layer_profile_command_writes_its_report(tmp_path):
     # and most of them attributed to layers.
     assert 0.5 * wall < attributed < 2.0 * wall
     assert os.listdir(tmp_path / "traces" / "RBDN-3")
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="reads XLA's profile (JAX)"
+)
+def test_layer_profile_of_a_training_step(tmp_path):
+    report = tmp_path / "profile.md"
+    layer_profile.main(
+        [
+            "--training",
+            "--batch=2",
+            "--size=32",
+            "--warmup=1",
+            "--calls=1",
+            f"--output={report}",
+        ]
+    )
+    rbdn = report.read_text().split("\n## ")[1]
+    layers, top = rbdn.split("Top ")
+    assert "GMAC/s (x3 passes)" in layers
+    shares = {
+        line.split(" | ")[0].lstrip("| "): float(line.split(" | ")[2][:-1])
+        for line in layers.splitlines()
+        if line.startswith("| ") and line.split(" | ")[2].endswith("%")
+    }
+    # The gradients' operations are attributed to their layers as well
+    # (XLA's kernel-gradient convolutions carry no layer, but their shape
+    # is listed).
+    assert shares["deconv1"] > 0 and shares["conv2_1"] > 0
+    assert re.search(r"\| `[\w.]+` \| f32\[[\d,]+\] convolution \|", top)
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="JAX runs it")
