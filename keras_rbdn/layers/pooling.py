@@ -246,11 +246,12 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     is a select.) Only channels-last inputs are supported.
 
     With the TensorFlow backend, inputs of static shape with at least
-    `COMPILED_MASK_MIN_ELEMENTS` elements get their mask from one
-    XLA-compiled function, with the same result. A SavedModel traced with
-    such a fixed shape then needs TF Serving's
+    `keras_rbdn.layers.pooling.COMPILED_MASK_MIN_ELEMENTS` elements get
+    their mask from one XLA-compiled function, with the same result. A
+    SavedModel traced with such a fixed shape then needs TF Serving's
     `--xla_cpu_compilation_enabled`; `keras_rbdn.export` traces with
-    unknown sizes and never includes it.
+    unknown sizes and never includes it. Setting that threshold to
+    `float("inf")` before the model is traced turns the compiled mask off.
 
     Args:
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.

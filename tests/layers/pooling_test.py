@@ -164,6 +164,9 @@ class MaxPoolingWithArgmax2DTest:
         # Unknown sizes (as in exported SavedModels): the plain ops.
         assert compiled_calls((None, 8, 8, 3)) == []
         assert compiled_calls((2, None, None, 3)) == []
+        # The documented way to turn it off.
+        monkeypatch.setattr(pooling, "COMPILED_MASK_MIN_ELEMENTS", float("inf"))
+        assert compiled_calls((2, 8, 8, 3)) == []
 
     def test_symbolic_shapes(self):
         inputs = keras.Input((None, 7, 8))
