@@ -34,6 +34,9 @@ import numpy as np
 import speed
 from keras import ops
 
+from keras_rbdn.layers.narrow_conv import row_shift_kernel
+from keras_rbdn.layers.narrow_conv import rows_then_shift
+
 KERNEL = 9
 CHANNELS = 64
 
@@ -96,20 +99,6 @@ def block_kernel(kernel, block):
     )
 
 
-def one_hot_shift(size, channels, rows):
-    """`(size, 1, ...)` (rows) or `(1, size, ...)` one-hot shift kernel.
-
-    With `rows=True`, sums channel `(i, f)` of `size * channels` inputs,
-    moved by `i - size // 2` rows, into output `f`; otherwise it spreads a
-    `channels`-channel input into `size * channels` shifted copies.
-    """
-    kernel = np.zeros((size, 1, size, channels, channels), "float32")
-    for i in range(size):
-        kernel[i, 0, i] = np.eye(channels, dtype="float32")
-    kernel = kernel.reshape(size, 1, size * channels, channels)
-    return kernel if rows else np.transpose(kernel, (0, 1, 3, 2))
-
-
 def forms(kernel, direction, constant):
     """`{name: (function of x, input block, output block)}` for one
     convolution: the blocks are 1 for the usual layout, else the block
@@ -120,20 +109,13 @@ def forms(kernel, direction, constant):
     size = kernel.shape[0]
     plain = constant(kernel)
     forms = {"plain": (lambda x: ops.conv(x, plain, padding="same"), 1, 1)}
-    if direction == "down":  # deconv1: 64 channels -> 1
-        row_kernel = constant(
-            np.transpose(kernel, (1, 2, 0, 3)).reshape(1, size, CHANNELS, size)
-        )
-        shift = constant(one_hot_shift(size, 1, rows=True))
-        forms["rows"] = (
-            lambda x: ops.conv(
-                ops.conv(x, row_kernel, padding="same"), shift, padding="same"
-            ),
-            1,
-            1,
-        )
+    shift = row_shift_kernel(size, 1)
+    if direction == "down":  # deconv1: 64 channels -> 1, as NarrowConv2D
+        shift = constant(shift)
+        forms["rows"] = (lambda x: rows_then_shift(x, plain, shift), 1, 1)
     else:  # conv1: 1 channel -> 64
-        spread = constant(one_hot_shift(size, 1, rows=False))
+        # The image spread into `size` copies, each shifted by one row.
+        spread = constant(np.transpose(shift, (0, 1, 3, 2)))
         column_kernel = constant(
             np.transpose(kernel, (1, 0, 2, 3)).reshape(1, size, size, CHANNELS)
         )

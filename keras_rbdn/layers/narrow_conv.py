@@ -62,7 +62,7 @@ class NarrowConv2D(keras.layers.Conv2D):
         super().build(input_shape)
         self._row_shift_kernel = None
         if self._narrow_path_applies():
-            self._row_shift_kernel = _row_shift_kernel(
+            self._row_shift_kernel = row_shift_kernel(
                 self.kernel_size[0], self.filters
             )
 
@@ -84,18 +84,11 @@ class NarrowConv2D(keras.layers.Conv2D):
     def call(self, inputs):
         if getattr(self, "_row_shift_kernel", None) is None:
             return super().call(inputs)
-        size = self.kernel_size[0]
-        filters = self.filters
-        channels = self.kernel.shape[2]
         dtype = inputs.dtype
-        # (row, column, C, F) -> (1, column, C, row * F + f).
-        row_kernel = ops.reshape(
-            ops.transpose(self.kernel, (1, 2, 0, 3)),
-            (1, size, channels, size * filters),
-        )
-        rows = ops.conv(inputs, ops.cast(row_kernel, dtype), padding="same")
-        outputs = ops.conv(
-            rows, ops.cast(self._row_shift_kernel, dtype), padding="same"
+        outputs = rows_then_shift(
+            inputs,
+            ops.cast(self.kernel, dtype),
+            ops.cast(self._row_shift_kernel, dtype),
         )
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, dtype)
@@ -104,7 +97,26 @@ class NarrowConv2D(keras.layers.Conv2D):
         return outputs
 
 
-def _row_shift_kernel(size, filters):
+def rows_then_shift(inputs, kernel, shift_kernel):
+    """The "same" convolution of `inputs` with an odd square `kernel`
+    (`(K, K, C, F)`), computed as kernel rows, then a shift-sum.
+
+    A 1 x K convolution to `K * F` channels (channel `(i, f)` holds what
+    kernel row `i` contributes to filter `f`, at the input row), then the
+    one-hot `shift_kernel` (`row_shift_kernel(K, F)`) moves each row's
+    contribution into place and sums them.
+    """
+    size, _, channels, filters = kernel.shape
+    # (row, column, C, F) -> (1, column, C, row * F + f).
+    row_kernel = ops.reshape(
+        ops.transpose(kernel, (1, 2, 0, 3)),
+        (1, size, channels, size * filters),
+    )
+    rows = ops.conv(inputs, row_kernel, padding="same")
+    return ops.conv(rows, shift_kernel, padding="same")
+
+
+def row_shift_kernel(size, filters):
     """The one-hot `(size, 1, size * filters, filters)` shift-sum kernel.
 
     Channel `(row i, filter f)` of its input is moved by `i - size // 2`
