@@ -60,7 +60,7 @@ RESULTS_DIR = os.path.join(BENCHMARKS, "results")
 REPOSITORY = os.path.dirname(BENCHMARKS)
 BM3D_SIGMA = 25.0
 BM3D_SHAPE = (321, 481)  # rows, columns: a landscape BSD68 image
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = keras_rbdn.training.PRECISIONS
 
 
 def parse_args(argv=None):

@@ -36,6 +36,8 @@ from keras_rbdn import presets
 from keras_rbdn.inference import rbdns_in
 
 CHECKPOINT_SUFFIX = ".weights.h5"
+# The Keras dtype policies the recipes train in and the benchmarks time.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 _CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{4,})\.weights\.h5$")
 
 

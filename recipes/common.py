@@ -44,7 +44,7 @@ def training_parser(
     parser.add_argument(
         "--precision",
         default="float32",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        choices=keras_rbdn.training.PRECISIONS,
         help="Keras dtype policy of the training model (the weights and "
         "checkpoints stay float32)",
     )
