@@ -1,20 +1,31 @@
-"""A convolution to few output channels, computed as rows, then a shift-sum."""
+"""A convolution with few channels on one side, in forms that run faster."""
 
 import keras
 import numpy as np
 from keras import ops
 
-# Above this many output channels the ordinary convolution kernels are
-# efficient and the layer behaves exactly like `keras.layers.Conv2D`.
+# Above this many channels on both sides the ordinary convolution kernels
+# are efficient and the layer behaves exactly like `keras.layers.Conv2D`.
 MAX_NARROW_FILTERS = 4
+# Backends whose convolutions to few output channels run faster as rows,
+# then a shift-sum (measured on a 2-core CPU, benchmarks/SPEED_NOTES.md).
+ROWS_FORM_BACKENDS = ("tensorflow",)
+# (backend, device platform) pairs whose large narrow convolutions run
+# faster between blocks of pixels (measured on an H100 under JAX,
+# benchmarks/SPEED_NOTES.md section 25), the block size, and the smallest
+# kernel it is used for: the form multiplies the multiply-adds by
+# (block * (2 * ceil(K // 2 / block) + 1) / K) ** 2, 1.78x for K = 9.
+BLOCKS_FORM_PLATFORMS = (("jax", "gpu"),)
+BLOCK_SIZE = 4
+MIN_BLOCKS_KERNEL_SIZE = 7
 
 
 @keras.saving.register_keras_serializable(package="keras_rbdn")
 class NarrowConv2D(keras.layers.Conv2D):
-    """`Conv2D` that is fast when it has few output channels.
+    """`Conv2D` that is fast when it has few channels on one side.
 
     Same arguments, weights and function as `keras.layers.Conv2D`; only the
-    way the TensorFlow backend computes it differs. RBDN's last layer
+    way some backends compute it differs. RBDN's last layer
     (`deconv1`: 9 x 9, 64 channels to 1) is such a convolution: its
     im2col matrix has 5,184 columns but the product has a single output
     column, which TensorFlow's CPU kernels run at a few percent of their
@@ -33,8 +44,15 @@ class NarrowConv2D(keras.layers.Conv2D):
        `F`, which moves row `i`'s contribution up or down to its place and
        sums the rows.
 
-    Every other configuration, and the JAX and PyTorch backends (whose
-    compiled or native convolutions are already as fast, see
+    On a GPU under JAX, a convolution with at most 4 channels on either
+    side and an odd kernel of size 7 or more (RBDN's `conv1` and `deconv1`)
+    instead runs between blocks of 4 x 4 pixels: space-to-depth, a 3 x 3
+    convolution from `16 * C` to `16 * F` channels with the kernel
+    rearranged, depth-to-space. It does 1.78x the multiply-adds for K = 9
+    in a shape the tensor cores run well: 4-5x faster on an H100.
+
+    Every other configuration, and the other backends and devices (whose
+    convolutions were as fast or faster as they are, see
     `benchmarks/SPEED_NOTES.md`), use the plain `Conv2D` computation.
     Results agree with `Conv2D` to float rounding.
 
@@ -60,18 +78,22 @@ class NarrowConv2D(keras.layers.Conv2D):
 
     def build(self, input_shape):
         super().build(input_shape)
+        self._form = self._choose_form(input_shape[-1])
         self._row_shift_kernel = None
-        if self._narrow_path_applies():
+        self._block_taps = None
+        if self._form == "rows":
             self._row_shift_kernel = row_shift_kernel(
                 self.kernel_size[0], self.filters
             )
+        elif self._form == "blocks":
+            self._block_taps = block_taps(self.kernel_size[0], BLOCK_SIZE)
 
-    def _narrow_path_applies(self):
+    def _choose_form(self, channels):
+        """ "rows", "blocks" or None (the plain convolution), for this
+        configuration on this backend and device."""
         kernel_height, kernel_width = self.kernel_size
-        return (
-            keras.backend.backend() == "tensorflow"
-            and self.filters <= MAX_NARROW_FILTERS
-            and kernel_height == kernel_width
+        if not (
+            kernel_height == kernel_width
             and kernel_height % 2 == 1
             and kernel_height > 1
             and tuple(self.strides) == (1, 1)
@@ -79,22 +101,46 @@ class NarrowConv2D(keras.layers.Conv2D):
             and self.padding == "same"
             and self.groups == 1
             and self.data_format == "channels_last"
-        )
+        ):
+            return None
+        backend = keras.backend.backend()
+        if (backend, _device_platform()) in BLOCKS_FORM_PLATFORMS and (
+            min(channels, self.filters) <= MAX_NARROW_FILTERS
+            and kernel_height >= MIN_BLOCKS_KERNEL_SIZE
+        ):
+            return "blocks"
+        if backend in ROWS_FORM_BACKENDS and self.filters <= MAX_NARROW_FILTERS:
+            return "rows"
+        return None
 
     def call(self, inputs):
-        if getattr(self, "_row_shift_kernel", None) is None:
+        form = getattr(self, "_form", None)
+        if form is None:
             return super().call(inputs)
         dtype = inputs.dtype
-        outputs = rows_then_shift(
-            inputs,
-            ops.cast(self.kernel, dtype),
-            ops.cast(self._row_shift_kernel, dtype),
-        )
+        kernel = ops.cast(self.kernel, dtype)
+        if form == "rows":
+            outputs = rows_then_shift(
+                inputs, kernel, ops.cast(self._row_shift_kernel, dtype)
+            )
+        else:
+            outputs = conv_in_blocks(
+                inputs, blocked_kernel(kernel, self._block_taps), BLOCK_SIZE
+            )
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, dtype)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+
+def _device_platform():
+    """The platform JAX computes on ("cpu", "gpu", "tpu"), else None."""
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    return jax.default_backend()
 
 
 def rows_then_shift(inputs, kernel, shift_kernel):
@@ -126,3 +172,89 @@ def row_shift_kernel(size, filters):
     for row in range(size):
         kernel[row, 0, row] = np.eye(filters, dtype="float32")
     return kernel.reshape(size, 1, size * filters, filters)
+
+
+def block_taps(size, block):
+    """Which kernel tap each weight of the kernel between pixel blocks is.
+
+    For a "same" `size` x `size` kernel and blocks of `block` x `block`
+    pixels, a `(span, span, block, block, block, block)` array of indices
+    into the `size * size` taps (row-major), with `size * size` (a zero tap)
+    where the weight is zero. `span = 2 * ceil((size // 2) / block) + 1`.
+    Output phase `(oy, ox)` of the block at `(i, j)` reads input phase
+    `(py, px)` of the block at `(i + m, j + n)` through the kernel tap
+    `(block * m + py - oy + size // 2, block * n + px - ox + size // 2)`.
+    """
+    half = size // 2
+    reach = -(-half // block)
+    offsets = block * np.arange(-reach, reach + 1)
+    phases = np.arange(block)
+    # Axes (m, py, oy): the kernel row each weight reads; (n, px, ox) alike.
+    rows = (
+        offsets[:, None, None] + phases[None, :, None] - phases[None, None, :]
+    ) + half
+    inside = (rows >= 0) & (rows < size)
+    # (m, n, py, px, oy, ox)
+    tap_rows = rows[:, None, :, None, :, None]
+    tap_columns = rows[None, :, None, :, None, :]
+    valid = (
+        inside[:, None, :, None, :, None] & inside[None, :, None, :, None, :]
+    )
+    return np.where(valid, tap_rows * size + tap_columns, size * size)
+
+
+def blocked_kernel(kernel, taps):
+    """`kernel` (`(K, K, C, F)`) as the kernel between pixel blocks whose
+    weights `taps` (`block_taps(K, block)`) names: `(span, span,
+    block * block * C, block * block * F)`, differentiable in `kernel`."""
+    size, _, channels, filters = kernel.shape
+    span, _, block = taps.shape[:3]
+    flat = ops.reshape(kernel, (size * size, channels, filters))
+    flat = ops.concatenate([flat, ops.zeros_like(flat[:1])], axis=0)
+    # (m, n, py, px, oy, ox, C, F) -> (m, n, py, px, C, oy, ox, F)
+    weights = ops.transpose(
+        ops.take(flat, taps, axis=0), (0, 1, 2, 3, 6, 4, 5, 7)
+    )
+    return ops.reshape(
+        weights, (span, span, block * block * channels, block * block * filters)
+    )
+
+
+def conv_in_blocks(inputs, kernel, block):
+    """The "same" convolution of `inputs` computed between pixel blocks:
+    space-to-depth by `block`, the convolution with `kernel` (a
+    `blocked_kernel`), depth-to-space. Heights and widths that are not
+    multiples of `block` are zero-padded at the end, then cropped."""
+    _, height, width, _ = inputs.shape
+    pad_height, pad_width = -height % block, -width % block
+    if pad_height or pad_width:
+        inputs = ops.pad(
+            inputs, [(0, 0), (0, pad_height), (0, pad_width), (0, 0)]
+        )
+    outputs = depth_to_space(
+        ops.conv(space_to_depth(inputs, block), kernel, padding="same"), block
+    )
+    return outputs[:, :height, :width, :]
+
+
+def space_to_depth(x, block):
+    """`(b, h, w, c)` -> `(b, h / block, w / block, block * block * c)`,
+    channel `(py * block + px) * c + i` holding pixel `(py, px)` of each
+    block. Needs static heights and widths, multiples of `block`."""
+    _, height, width, channels = x.shape
+    x = ops.reshape(
+        x, (-1, height // block, block, width // block, block, channels)
+    )
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(
+        x, (-1, height // block, width // block, block * block * channels)
+    )
+
+
+def depth_to_space(x, block):
+    """The inverse of `space_to_depth`."""
+    _, height, width, channels = x.shape
+    channels //= block * block
+    x = ops.reshape(x, (-1, height, width, block, block, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, height * block, width * block, channels))

@@ -35,8 +35,10 @@ def _check_choice(name, value, choices):
         )
 
 
-def _conv_bn_relu(x, filters, kernel_size, name, batch_norm, dilation_rate):
-    x = keras.layers.Conv2D(
+def _conv_bn_relu(
+    x, filters, kernel_size, name, batch_norm, dilation_rate, conv
+):
+    x = conv(
         filters,
         kernel_size,
         padding="same",
@@ -169,9 +171,15 @@ class RBDN(keras.Model):
         learnable = upsampling == "learnable"
         concat = merge == "concat"
 
-        def conv_block(x, size, name, dilation_rate=1):
+        def conv_block(x, size, name, dilation_rate=1, conv=None):
             return _conv_bn_relu(
-                x, filters, size, name, batch_norm, dilation_rate
+                x,
+                filters,
+                size,
+                name,
+                batch_norm,
+                dilation_rate,
+                conv or keras.layers.Conv2D,
             )
 
         def pool(x, name):
@@ -209,7 +217,9 @@ class RBDN(keras.Model):
 
         # === Functional Model ===
         inputs = keras.Input((None, None, input_channels), name="image")
-        x = conv_block(inputs, kernel_size, "conv1")
+        # conv1 and deconv1 have the image's few channels on one side:
+        # NarrowConv2D is Conv2D with faster forms for that.
+        x = conv_block(inputs, kernel_size, "conv1", conv=NarrowConv2D)
         pooled, undo = pool(x, "pool1")
         x = pooled
         if branches > 0:
@@ -226,7 +236,6 @@ class RBDN(keras.Model):
                 x, trunk_kernel_size, f"conv2_{index}", trunk_dilation_rate
             )
         x = upsample(x, undo, "1")
-        # Same weights and function as Conv2D, faster for few channels.
         x = NarrowConv2D(
             output_channels, kernel_size, padding="same", name="deconv1"
         )(x)
