@@ -34,8 +34,13 @@ import numpy as np
 import speed
 from keras import ops
 
+from keras_rbdn.layers.narrow_conv import block_taps
+from keras_rbdn.layers.narrow_conv import blocked_kernel
+from keras_rbdn.layers.narrow_conv import conv_in_blocks
+from keras_rbdn.layers.narrow_conv import depth_to_space
 from keras_rbdn.layers.narrow_conv import row_shift_kernel
 from keras_rbdn.layers.narrow_conv import rows_then_shift
+from keras_rbdn.layers.narrow_conv import space_to_depth
 
 KERNEL = 9
 CHANNELS = 64
@@ -45,58 +50,6 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     speed.add_timing_arguments(parser, "conv_forms")
     return parser.parse_args(argv)
-
-
-def space_to_depth(x, block):
-    batch, height, width, channels = x.shape
-    x = ops.reshape(
-        x, (batch, height // block, block, width // block, block, channels)
-    )
-    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
-    return ops.reshape(
-        x, (batch, height // block, width // block, block * block * channels)
-    )
-
-
-def depth_to_space(x, block):
-    batch, height, width, channels = x.shape
-    channels //= block * block
-    x = ops.reshape(x, (batch, height, width, block, block, channels))
-    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
-    return ops.reshape(x, (batch, height * block, width * block, channels))
-
-
-def block_kernel(kernel, block):
-    """A `(k, k, c_in, c_out)` kernel as a kernel between pixel blocks.
-
-    Output phase `(oy, ox)` of a block at `(i, j)` reads input phase
-    `(py, px)` of the block at `(i + m, j + n)` through the kernel tap
-    `(block * m + py - oy + k // 2, ...)`, or nothing if that is outside.
-    """
-    size, _, in_channels, out_channels = kernel.shape
-    half = size // 2
-    reach = (half + block - 1) // block
-    span = 2 * reach + 1
-    blocked = np.zeros(
-        (span, span, block, block, in_channels, block, block, out_channels),
-        kernel.dtype,
-    )
-    phases = range(block)
-    for m in range(-reach, reach + 1):
-        for n in range(-reach, reach + 1):
-            for py in phases:
-                for px in phases:
-                    for oy in phases:
-                        for ox in phases:
-                            u = block * m + py - oy + half
-                            v = block * n + px - ox + half
-                            if 0 <= u < size and 0 <= v < size:
-                                blocked[
-                                    m + reach, n + reach, py, px, :, oy, ox
-                                ] = kernel[u, v]
-    return blocked.reshape(
-        span, span, block * block * in_channels, block * block * out_channels
-    )
 
 
 def forms(kernel, direction, constant):
@@ -129,11 +82,10 @@ def forms(kernel, direction, constant):
             1,
         )
     for block in (2, 4):
-        blocked = constant(block_kernel(kernel, block))
+        blocked = blocked_kernel(plain, block_taps(size, block))
 
-        def full(x, b=block, k=blocked):
-            y = ops.conv(space_to_depth(x, b), k, padding="same")
-            return depth_to_space(y, b)
+        def full(x, b=block, k=blocked):  # NarrowConv2D's blocks form
+            return conv_in_blocks(x, k, b)
 
         def given(x, b=block, k=blocked):
             # deconv1 reads blocks; conv1's blocks stay blocks.

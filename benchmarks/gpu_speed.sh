@@ -24,13 +24,19 @@ source recipes/gpu_env.sh
 # shellcheck disable=SC2086
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     ${SPEED_ARGS:-} --output "$out/speed_jax_mixed_bfloat16_gpu.md"
+# The profiles run without CUDA command buffers: inside one, XLA's
+# operations are not named in the trace, and a quarter to a half of
+# RBDN-3's GPU time was "(not attributed)" (SPEED_NOTES section 25).
+profile_flags="--xla_gpu_enable_command_buffer= ${XLA_FLAGS:-}"
 # shellcheck disable=SC2086
-python3 benchmarks/layer_profile.py --precision mixed_bfloat16 \
+XLA_FLAGS="$profile_flags" \
+    python3 benchmarks/layer_profile.py --precision mixed_bfloat16 \
     ${PROFILE_ARGS:-} --trace-dir "$out/traces" \
     --output "$out/layer_profile_jax_mixed_bfloat16_gpu.md" ||
     echo "layer_profile.py failed (above); the raw traces are in $out/traces"
 # shellcheck disable=SC2086
-python3 benchmarks/layer_profile.py --training --precision mixed_bfloat16 \
+XLA_FLAGS="$profile_flags" \
+    python3 benchmarks/layer_profile.py --training --precision mixed_bfloat16 \
     ${PROFILE_ARGS:-} --trace-dir "$out/traces_training" \
     --output "$out/layer_profile_training_jax_mixed_bfloat16_gpu.md" ||
     echo "layer_profile.py --training failed (above); traces kept"

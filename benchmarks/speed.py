@@ -200,13 +200,17 @@ def load_average():
 
 
 def environment_lines(start):
-    """Report lines with the date, machine, versions and revision."""
-    return [
+    """Report lines with the date, machine, versions and revision (and
+    `XLA_FLAGS`, when set)."""
+    lines = [
         f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, "
         f"{os.cpu_count()} CPUs; device: {accelerator()}",
         f"- versions: {versions()}",
         f"- source revision: {source_revision()}",
     ]
+    if os.environ.get("XLA_FLAGS"):
+        lines.append(f"- XLA_FLAGS: `{os.environ['XLA_FLAGS']}`")
+    return lines
 
 
 def add_timing_arguments(parser, name, repeats=10):

@@ -13,6 +13,7 @@ from keras_rbdn import losses
 from keras_rbdn import metrics
 from keras_rbdn import presets
 from keras_rbdn import training
+from keras_rbdn import weights_files
 from keras_rbdn.export import export
 from keras_rbdn.models import PAPER_ALIASES
 from keras_rbdn.models import RBDN

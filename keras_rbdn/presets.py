@@ -9,7 +9,7 @@ each was trained and how well it does is in the README's results table.
 
 import os
 
-import keras
+from keras_rbdn import weights_files
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 
@@ -108,14 +108,14 @@ def load(name, network_only=False, task=None):
                 f"version (no {path}). Shipped: {available()}"
             )
         network = build_network(name)
-        network.load_weights(path)
+        weights_files.load_weights(network, path)
         if network_only:
             return network
         return image_model(network, preset["task"], name=name)
     if name.endswith(".keras"):
         if not os.path.isfile(name):
             raise ValueError(f"{name}: no such model file")
-        model = keras.saving.load_model(name, compile=False)
+        model = weights_files.load_model(name)
         from keras_rbdn.models.rbdn import RBDN
 
         if isinstance(model, RBDN) and not network_only:

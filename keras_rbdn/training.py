@@ -33,6 +33,7 @@ import warnings
 import keras
 
 from keras_rbdn import presets
+from keras_rbdn import weights_files
 from keras_rbdn.inference import rbdns_in
 
 CHECKPOINT_SUFFIX = ".weights.h5"
@@ -167,7 +168,7 @@ def restore_checkpoint(model, run_dir):
     if getattr(model, "optimizer", None) is not None:
         # The optimizer's variables must exist to receive their state.
         model.optimizer.build(model.trainable_variables)
-    model.load_weights(path)
+    weights_files.load_weights(model, path)
     return epoch
 
 

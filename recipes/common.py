@@ -92,7 +92,7 @@ def build_network(args, task, **overrides):
         **overrides,
     )
     if args.init_weights:
-        network.load_weights(args.init_weights)
+        keras_rbdn.weights_files.load_weights(network, args.init_weights)
     return network
 
 

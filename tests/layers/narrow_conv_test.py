@@ -3,8 +3,27 @@ import numpy as np
 import pytest
 from keras import ops
 
+import keras_rbdn
 from keras_rbdn.layers import NarrowConv2D
+from keras_rbdn.layers import narrow_conv
 from tests.testing import gradient
+
+
+def force_blocks_form(monkeypatch):
+    """Makes this backend and device use the blocks form (normally JAX on
+    a GPU only), for kernels from 3 x 3 up."""
+    here = (keras.backend.backend(), narrow_conv._device_platform())
+    monkeypatch.setattr(narrow_conv, "BLOCKS_FORM_PLATFORMS", (here,))
+    monkeypatch.setattr(narrow_conv, "MIN_BLOCKS_KERNEL_SIZE", 3)
+
+
+@pytest.fixture(params=["as chosen", "blocks"])
+def form(request, monkeypatch):
+    """Runs a test with the form this backend chooses, then with the blocks
+    form forced."""
+    if request.param == "blocks":
+        force_blocks_form(monkeypatch)
+    return request.param
 
 
 def reference_conv(x, kernel, bias):
@@ -36,8 +55,10 @@ class NarrowConv2DTest:
         "filters, kernel_size, shape",
         [(1, 9, (2, 13, 11, 8)), (3, 5, (1, 7, 9, 4)), (2, 3, (1, 1, 1, 5))],
     )
-    def test_matches_reference(self, filters, kernel_size, shape):
+    def test_matches_reference(self, filters, kernel_size, shape, form):
         layer = random_layer(filters, kernel_size, shape[-1])
+        if form == "blocks":
+            assert layer._form == "blocks"
         x = np.random.default_rng(1).normal(size=shape).astype("float32")
         kernel, bias = (ops.convert_to_numpy(w) for w in layer.weights)
         np.testing.assert_allclose(
@@ -58,7 +79,7 @@ class NarrowConv2DTest:
             atol=1e-4,
         )
 
-    def test_gradients_match_conv2d(self):
+    def test_gradients_match_conv2d(self, form):
         layer = random_layer(1, 9, 6)
         plain = keras.layers.Conv2D(1, 9, padding="same")
         plain.build((None, None, None, 6))
@@ -73,7 +94,7 @@ class NarrowConv2DTest:
             atol=1e-4,
         )
 
-    def test_trains_under_jit(self):
+    def test_trains_under_jit(self, form):
         inputs = keras.Input((None, None, 4))
         outputs = NarrowConv2D(1, 5, padding="same")(inputs)
         model = keras.Model(inputs, outputs)
@@ -87,7 +108,7 @@ class NarrowConv2DTest:
         model.fit(x, y, epochs=3, batch_size=4, verbose=0)
         assert model.evaluate(x, y, verbose=0) < before
 
-    def test_mixed_bfloat16(self):
+    def test_mixed_bfloat16(self, form):
         layer = random_layer(1, 9, 8, dtype="mixed_bfloat16")
         x = np.random.default_rng(5).normal(size=(1, 12, 10, 8))
         out = layer(x.astype("float32"))
@@ -109,4 +130,69 @@ class NarrowConv2DTest:
         )
         assert keras.saving.get_registered_name(NarrowConv2D) == (
             "keras_rbdn>NarrowConv2D"
+        )
+
+    @pytest.mark.parametrize(
+        "filters, kernel_size, channels, on_gpu",
+        [
+            (1, 9, 64, "blocks"),  # RBDN's deconv1
+            (64, 9, 1, "blocks"),  # RBDN's conv1
+            (4, 7, 3, "blocks"),
+            (1, 5, 64, None),  # kernel too small to gain
+            (64, 9, 8, None),  # both sides wide
+        ],
+    )
+    def test_form_chosen(
+        self, monkeypatch, filters, kernel_size, channels, on_gpu
+    ):
+        monkeypatch.setattr(narrow_conv, "_device_platform", lambda: "gpu")
+        layer = random_layer(filters, kernel_size, channels)
+        backend = keras.backend.backend()
+        if backend == "jax":
+            expected = on_gpu
+        elif backend == "tensorflow" and filters <= 4:
+            expected = "rows"
+        else:
+            expected = None
+        assert layer._form == expected
+
+    def test_blocks_form_is_for_gpus(self, monkeypatch):
+        monkeypatch.setattr(narrow_conv, "_device_platform", lambda: "cpu")
+        layer = random_layer(64, 9, 1)
+        assert layer._form is None
+
+    def test_rbdn_in_blocks_form_matches_plain(self, monkeypatch):
+        """RBDN's conv1 and deconv1 in the blocks form: same outputs."""
+        rng = np.random.default_rng(6)
+        x = rng.uniform(size=(2, 24, 16, 1)).astype("float32")
+
+        def outputs():
+            network = keras_rbdn.build(
+                branches=2, filters=8, kernel_size=9, trunk_depth=2
+            )
+            network.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, w.shape).astype("float32")
+                    if "variance" in w.path
+                    else rng.normal(0, 0.3, w.shape).astype("float32")
+                    for w in network.weights
+                ]
+            )
+            forms = [
+                network.get_layer(name)._form for name in ("conv1", "deconv1")
+            ]
+            return forms, network.get_weights(), network
+
+        plain_forms, weights, plain = outputs()
+        force_blocks_form(monkeypatch)
+        blocks_forms, _, blocks = outputs()
+        blocks.set_weights(weights)
+        assert blocks_forms == ["blocks", "blocks"]
+        assert plain_forms != blocks_forms
+        expected = ops.convert_to_numpy(plain(x, training=False))
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(blocks(x, training=False)),
+            expected,
+            rtol=1e-4,
+            atol=1e-4 * np.abs(expected).max(),
         )
