@@ -42,13 +42,19 @@ from keras_rbdn.layers.narrow_conv import row_shift_kernel
 from keras_rbdn.layers.narrow_conv import rows_then_shift
 from keras_rbdn.layers.narrow_conv import space_to_depth
 
-KERNEL = 9
 CHANNELS = 64
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     speed.add_timing_arguments(parser, "conv_forms")
+    parser.add_argument(
+        "--kernel-size",
+        type=int,
+        default=9,
+        help="odd kernel size: 9 for RBDN's conv1 and deconv1 (default), 3 "
+        "for DnCNN's first and last layers",
+    )
     return parser.parse_args(argv)
 
 
@@ -133,14 +139,15 @@ def main(argv=None):
     shape = (args.batch, args.size, args.size)
     images = rng.uniform(size=(*shape, 1)).astype("float32")
     features = rng.normal(size=(*shape, CHANNELS)).astype("float32")
+    size = args.kernel_size
     layers = {
-        "conv1 (9x9, 1 -> 64)": (
-            rng.normal(size=(KERNEL, KERNEL, 1, CHANNELS)) * 0.1,
+        f"conv1 ({size}x{size}, 1 -> 64)": (
+            rng.normal(size=(size, size, 1, CHANNELS)) * 0.1,
             "up",
             images,
         ),
-        "deconv1 (9x9, 64 -> 1)": (
-            rng.normal(size=(KERNEL, KERNEL, CHANNELS, 1)) * 0.02,
+        f"deconv1 ({size}x{size}, 64 -> 1)": (
+            rng.normal(size=(size, size, CHANNELS, 1)) * 0.02,
             "down",
             features,
         ),

@@ -13,11 +13,15 @@ depth 17, the gray-denoising configuration of the paper:
 About 554k multiply-adds per pixel and 556k parameters for gray images.
 It lives in `benchmarks/`, not in the library: it is only a yardstick,
 built from the same Keras layers in the same backend as RBDN. Its last
-layer (to the image channels) is a `keras_rbdn.layers.NarrowConv2D`, as
-RBDN's `deconv1` is: same weights and function as `Conv2D`, and on
-TensorFlow the same faster computation for few output channels (on this
-CPU it halves that layer's inference time), so that the comparison does
-not favour RBDN.
+layer (to the image channels) and its first are
+`keras_rbdn.layers.NarrowConv2D`s, as RBDN's `deconv1` and `conv1` are:
+same weights and function as `Conv2D`, and the same faster computation
+where it applies (on TensorFlow, for few output channels: on this CPU it
+halves the last layer's inference time), so that the comparison does not
+favour RBDN. The blocks form that RBDN's 9x9 layers use on a GPU is not
+used for 3x3 kernels (`MIN_BLOCKS_KERNEL_SIZE`): whether it would speed up
+DnCNN's two 3x3 layers there is not measured yet (`conv_forms.py
+--kernel-size 3`).
 """
 
 import keras
@@ -47,7 +51,7 @@ def dncnn(depth=17, filters=64, channels=1, batch_norm=True, name="dncnn"):
             f"`depth` must be an integer >= 3. Received: depth={depth!r}"
         )
     inputs = keras.Input((None, None, channels), name="image")
-    x = keras.layers.Conv2D(filters, 3, padding="same", name="conv1")(inputs)
+    x = NarrowConv2D(filters, 3, padding="same", name="conv1")(inputs)
     x = keras.layers.ReLU(name="conv1_relu")(x)
     for index in range(2, depth):
         x = keras.layers.Conv2D(

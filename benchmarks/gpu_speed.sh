@@ -44,6 +44,12 @@ XLA_FLAGS="$profile_flags" \
 python3 benchmarks/conv_forms.py --precision mixed_bfloat16 ${FORMS_ARGS:-} \
     --output "$out/conv_forms_jax_mixed_bfloat16_gpu.md" ||
     echo "conv_forms.py failed (above); going on"
+# DnCNN's first and last layers are 3x3 with one channel on one side: if
+# a form is faster for them too, the baseline should get it.
+# shellcheck disable=SC2086
+python3 benchmarks/conv_forms.py --precision mixed_bfloat16 --kernel-size 3 \
+    ${FORMS_ARGS:-} --output "$out/conv_forms_3x3_jax_mixed_bfloat16_gpu.md" ||
+    echo "conv_forms.py --kernel-size 3 failed (above); going on"
 # shellcheck disable=SC2086
 python3 benchmarks/variants.py --precision mixed_bfloat16 ${VARIANTS_ARGS:-} \
     --output "$out/variants_jax_mixed_bfloat16_gpu.md"

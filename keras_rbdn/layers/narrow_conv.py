@@ -119,16 +119,20 @@ class NarrowConv2D(keras.layers.Conv2D):
             return super().call(inputs)
         dtype = inputs.dtype
         kernel = ops.cast(self.kernel, dtype)
+        bias = ops.cast(self.bias, dtype) if self.use_bias else None
         if form == "rows":
             outputs = rows_then_shift(
                 inputs, kernel, ops.cast(self._row_shift_kernel, dtype)
             )
+            if bias is not None:
+                outputs = outputs + bias
         else:
             outputs = conv_in_blocks(
-                inputs, blocked_kernel(kernel, self._block_taps), BLOCK_SIZE
+                inputs,
+                blocked_kernel(kernel, self._block_taps),
+                BLOCK_SIZE,
+                bias,
             )
-        if self.use_bias:
-            outputs = outputs + ops.cast(self.bias, dtype)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
@@ -220,21 +224,25 @@ def blocked_kernel(kernel, taps):
     )
 
 
-def conv_in_blocks(inputs, kernel, block):
+def conv_in_blocks(inputs, kernel, block, bias=None):
     """The "same" convolution of `inputs` computed between pixel blocks:
     space-to-depth by `block`, the convolution with `kernel` (a
     `blocked_kernel`), depth-to-space. Heights and widths that are not
-    multiples of `block` are zero-padded at the end, then cropped."""
+    multiples of `block` are zero-padded at the end, then cropped.
+
+    A `bias` (one value per output channel) is added between pixel blocks,
+    where it is a plain per-channel bias of the convolution (repeated for
+    each pixel of a block) that XLA can fuse into it."""
     _, height, width, _ = inputs.shape
     pad_height, pad_width = -height % block, -width % block
     if pad_height or pad_width:
         inputs = ops.pad(
             inputs, [(0, 0), (0, pad_height), (0, pad_width), (0, 0)]
         )
-    outputs = depth_to_space(
-        ops.conv(space_to_depth(inputs, block), kernel, padding="same"), block
-    )
-    return outputs[:, :height, :width, :]
+    outputs = ops.conv(space_to_depth(inputs, block), kernel, padding="same")
+    if bias is not None:
+        outputs = outputs + ops.tile(bias, (block * block,))
+    return depth_to_space(outputs, block)[:, :height, :width, :]
 
 
 def space_to_depth(x, block):
