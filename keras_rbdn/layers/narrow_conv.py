@@ -49,10 +49,15 @@ class NarrowConv2D(keras.layers.Conv2D):
     instead runs between blocks of 4 x 4 pixels: space-to-depth, a 3 x 3
     convolution from `16 * C` to `16 * F` channels with the kernel
     rearranged, depth-to-space. It does 1.78x the multiply-adds for K = 9
-    in a shape the tensor cores run well: 4-5x faster on an H100.
+    in a shape the tensor cores run well: 3-5x faster on an H100
+    (`benchmarks/SPEED_NOTES.md`, section 25).
+    In float32 under JAX's default precision, the GPU's tensor cores then
+    round its products to TF32, as they do for the network's other
+    convolutions (the plain one-channel convolution did not use them);
+    `jax.default_matmul_precision("highest")` keeps full float32.
 
-    Every other configuration, and the other backends and devices (whose
-    convolutions were as fast or faster as they are, see
+    Every other configuration, and the other backends and devices (where
+    the plain computation measured as fast or faster, see
     `benchmarks/SPEED_NOTES.md`), use the plain `Conv2D` computation.
     Results agree with `Conv2D` to float rounding.
 
