@@ -95,19 +95,6 @@ def parse_args(argv=None):
     return args
 
 
-def jitted_inference(model):
-    """`model` at inference as one jitted function of (weights, images)."""
-    import jax
-
-    def infer(trainable, non_trainable, images):
-        outputs, _ = model.stateless_call(
-            trainable, non_trainable, images, training=False
-        )
-        return outputs
-
-    return jax.jit(infer)
-
-
 def jitted_gradients(model):
     """The MSE loss of `model` (training mode, target: the images) and its
     gradients, as one jitted function of (weights, images)."""
@@ -235,11 +222,10 @@ def profile_network(model, images, args, trace_dir):
     """Wall time per call and per-layer operation times of one network."""
     import jax
 
-    step = (jitted_gradients if args.training else jitted_inference)(model)
-    weights = (
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
+    step = (jitted_gradients if args.training else speed.jitted_inference)(
+        model
     )
+    weights = speed.weight_values(model)
     images = jax.device_put(images)
     compiled = step.lower(*weights, images).compile()
     module_text = compiled.as_text()

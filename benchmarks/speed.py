@@ -4,7 +4,9 @@ Prints and records (Markdown under `benchmarks/results/`) for RBDN-3 and
 a DnCNN-17 baseline built with the same Keras layers in the same backend:
 
 - inference throughput, megapixels per second, at a stated batch and size
-  (default 16 x 512x512);
+  (default 16 x 512x512), with `predict_on_batch` and, under JAX, also
+  with the batch already on the device (on a GPU, `predict_on_batch`
+  spends most of its time copying the batch there and back);
 - training throughput, crops per second (`train_on_batch` with Adam and
   MSE, or `fit` over `--fit-steps` steps per timed call, which keeps a
   GPU's queue full as a training run does), at a stated batch and crop
@@ -313,6 +315,47 @@ def inference(models, args):
     return summarize(seconds, megapixels)
 
 
+def jitted_inference(model):
+    """JAX: `model` at inference as one jitted function of (weights,
+    images)."""
+    import jax
+
+    def infer(trainable, non_trainable, images):
+        outputs, _ = model.stateless_call(
+            trainable, non_trainable, images, training=False
+        )
+        return outputs
+
+    return jax.jit(infer)
+
+
+def weight_values(model):
+    """(trainable, non-trainable) variable values, for `stateless_call`."""
+    return (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+    )
+
+
+def device_inference(models, args):
+    """JAX: inference with the batch already on the device, each network
+    one jitted function, waiting for its result; no copies to or from
+    the host, which `predict_on_batch` makes on every call."""
+    import jax
+
+    rng = np.random.default_rng(0)
+    shape = (args.infer_batch, args.infer_size, args.infer_size, 1)
+    x = jax.device_put(rng.uniform(size=shape).astype("float32"))
+    functions = {}
+    for name, model in models.items():
+        step, weights = jitted_inference(model), weight_values(model)
+        functions[name] = lambda step=step, weights=weights: (
+            jax.block_until_ready(step(*weights, x))
+        )
+    seconds = alternate(functions, args.warmup, args.repeats)
+    return summarize(seconds, np.prod(shape[:3]) / 1e6)
+
+
 def training(models, args):
     rng = np.random.default_rng(1)
     shape = (args.train_batch, args.train_size, args.train_size, 1)
@@ -478,6 +521,15 @@ def report(args, results, loads, elapsed):
             "",
         ]
         lines += format_section("network", "MP/s", *results["inference"])
+    if "device inference" in results:
+        lines += [
+            "",
+            f"## Inference on the device, batch {args.infer_batch} x "
+            f"{args.infer_size}x{args.infer_size} x 1 (JAX: jitted "
+            "`stateless_call`, the batch already on the device, no copies)",
+            "",
+        ]
+        lines += format_section("network", "MP/s", *results["device inference"])
     if "training" in results:
         lines += [
             "",
@@ -526,6 +578,8 @@ def main(argv=None):
     results = {}
     if "inference" not in skip:
         results["inference"] = inference(predicting, args)
+        if keras.backend.backend() == "jax":
+            results["device inference"] = device_inference(predicting, args)
         loads["after inference"] = load_average()
     if "training" not in skip:
         results["training"] = training(models, args)

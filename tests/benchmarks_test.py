@@ -58,7 +58,10 @@ def test_speed_command_writes_its_report(tmp_path, capsys):
     )
     text = report.read_text()
     assert "folded into the convolutions in both networks" in text
-    assert text.count("**ratio RBDN/DnCNN**") == 2
+    # Inference, training, and under JAX inference on the device too.
+    on_device = keras.backend.backend() == "jax"
+    assert text.count("**ratio RBDN/DnCNN**") == 2 + on_device
+    assert ("## Inference on the device" in text) == on_device
     assert "| BM3D | skipped (--no-bm3d) |" in text
     assert f"written: {report}" in capsys.readouterr().out
 
