@@ -31,7 +31,6 @@ import os
 import re
 import statistics
 import tempfile
-import time
 
 import dncnn
 import keras
@@ -230,13 +229,11 @@ def profile_network(model, images, args, trace_dir):
     compiled = step.lower(*weights, images).compile()
     module_text = compiled.as_text()
     module = re.search(r"HloModule\s+([\w.\-]+)", module_text).group(1)
-    for _ in range(args.warmup):
-        jax.block_until_ready(step(*weights, images))
-    wall = []
-    for _ in range(args.calls):
-        start = time.perf_counter()
-        jax.block_until_ready(step(*weights, images))
-        wall.append(time.perf_counter() - start)
+    wall = speed.alternate(
+        {"step": lambda: jax.block_until_ready(step(*weights, images))},
+        args.warmup,
+        args.calls,
+    )["step"]
     with jax.profiler.trace(trace_dir):
         for _ in range(args.calls):
             jax.block_until_ready(step(*weights, images))

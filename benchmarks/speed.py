@@ -302,16 +302,20 @@ def summarize(seconds, work):
     return rows, ratio
 
 
-def inference(models, args):
-    rng = np.random.default_rng(0)
+def inference_batch(args):
+    """The images every inference timing uses, and their megapixels."""
     shape = (args.infer_batch, args.infer_size, args.infer_size, 1)
-    x = rng.uniform(size=shape).astype("float32")
+    x = np.random.default_rng(0).uniform(size=shape).astype("float32")
+    return x, np.prod(shape[:3]) / 1e6
+
+
+def inference(models, args):
+    x, megapixels = inference_batch(args)
     functions = {
         name: (lambda model=model: model.predict_on_batch(x))
         for name, model in models.items()
     }
     seconds = alternate(functions, args.warmup, args.repeats)
-    megapixels = np.prod(shape[:3]) / 1e6
     return summarize(seconds, megapixels)
 
 
@@ -343,9 +347,8 @@ def device_inference(models, args):
     the host, which `predict_on_batch` makes on every call."""
     import jax
 
-    rng = np.random.default_rng(0)
-    shape = (args.infer_batch, args.infer_size, args.infer_size, 1)
-    x = jax.device_put(rng.uniform(size=shape).astype("float32"))
+    images, megapixels = inference_batch(args)
+    x = jax.device_put(images)
     functions = {}
     for name, model in models.items():
         step, weights = jitted_inference(model), weight_values(model)
@@ -353,7 +356,7 @@ def device_inference(models, args):
             jax.block_until_ready(step(*weights, x))
         )
     seconds = alternate(functions, args.warmup, args.repeats)
-    return summarize(seconds, np.prod(shape[:3]) / 1e6)
+    return summarize(seconds, megapixels)
 
 
 def training(models, args):

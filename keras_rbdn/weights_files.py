@@ -108,9 +108,10 @@ def load_model(path):
             return keras.saving.load_model(path, compile=False)
         with tempfile.TemporaryDirectory() as folder:
             weights = archive.extract("model.weights.h5", folder)
-            if not is_legacy_weights_file(weights):
+            # The extracted file is a scratch copy: upgrade it in place.
+            if not upgrade_weights_file(weights):
                 return keras.saving.load_model(path, compile=False)
             config = json.loads(archive.read("config.json"))
             model = keras.saving.deserialize_keras_object(config)
-            load_weights(model, weights)
+            model.load_weights(weights)
             return model

@@ -171,15 +171,11 @@ class RBDN(keras.Model):
         learnable = upsampling == "learnable"
         concat = merge == "concat"
 
-        def conv_block(x, size, name, dilation_rate=1, conv=None):
+        def conv_block(
+            x, size, name, dilation_rate=1, conv=keras.layers.Conv2D
+        ):
             return _conv_bn_relu(
-                x,
-                filters,
-                size,
-                name,
-                batch_norm,
-                dilation_rate,
-                conv or keras.layers.Conv2D,
+                x, filters, size, name, batch_norm, dilation_rate, conv
             )
 
         def pool(x, name):

@@ -166,27 +166,27 @@ class NarrowConv2DTest:
         rng = np.random.default_rng(6)
         x = rng.uniform(size=(2, 24, 16, 1)).astype("float32")
 
-        def outputs():
+        def network_and_forms():
             network = keras_rbdn.build(
                 branches=2, filters=8, kernel_size=9, trunk_depth=2
-            )
-            network.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, w.shape).astype("float32")
-                    if "variance" in w.path
-                    else rng.normal(0, 0.3, w.shape).astype("float32")
-                    for w in network.weights
-                ]
             )
             forms = [
                 network.get_layer(name)._form for name in ("conv1", "deconv1")
             ]
-            return forms, network.get_weights(), network
+            return network, forms
 
-        plain_forms, weights, plain = outputs()
+        plain, plain_forms = network_and_forms()
+        plain.set_weights(
+            [
+                rng.uniform(0.5, 1.5, w.shape).astype("float32")
+                if "variance" in w.path
+                else rng.normal(0, 0.3, w.shape).astype("float32")
+                for w in plain.weights
+            ]
+        )
         force_blocks_form(monkeypatch)
-        blocks_forms, _, blocks = outputs()
-        blocks.set_weights(weights)
+        blocks, blocks_forms = network_and_forms()
+        blocks.set_weights(plain.get_weights())
         assert blocks_forms == ["blocks", "blocks"]
         assert plain_forms != blocks_forms
         expected = ops.convert_to_numpy(plain(x, training=False))
