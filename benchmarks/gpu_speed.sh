@@ -19,8 +19,8 @@ source recipes/gpu_env.sh
 # The configuration in bfloat16 first, then where its time goes
 # (layer by layer from XLA's own profile, keeping the raw traces; other
 # forms of the one-channel 9x9 layers; variants that each leave a part
-# out), then float32, the folded form and training inside `fit`. BM3D is
-# CPU-only.
+# out), then float32, the folded form, the PSNR of both forms of the
+# 9x9 layers and training inside `fit`. BM3D is CPU-only.
 # shellcheck disable=SC2086
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     ${SPEED_ARGS:-} --output "$out/speed_jax_mixed_bfloat16_gpu.md"
@@ -60,6 +60,12 @@ python3 benchmarks/speed.py --precision float32 --no-bm3d \
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     --fold-batch-norm --skip training,image ${SPEED_ARGS:-} \
     --output "$out/speed_jax_mixed_bfloat16_folded_gpu.md"
+# Whether the blocks form of the 9x9 layers changes a trained model's PSNR
+# (the shipped denoiser, float32 and bfloat16, blocks form on and off).
+# shellcheck disable=SC2086
+python3 benchmarks/mixed_precision.py --shipped --compare-forms \
+    --output "$out/mixed_precision_jax_shipped_gpu.md" ||
+    echo "mixed_precision.py failed (above); going on"
 # Training as a run trains: `fit` keeps the GPU queue full, where
 # `train_on_batch` waits for every step.
 # shellcheck disable=SC2086

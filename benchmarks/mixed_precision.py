@@ -5,12 +5,17 @@ Trains RBDN-3 in float32 for a fixed time on random crops of the bundled
 then denoises the held-out bottom 128 rows (sigma 25, fixed seed) with the
 same weights under the float32, mixed_bfloat16 and mixed_float16 policies
 and reports each PSNR. The issue's target: bfloat16 within 0.1 dB of
-float32. Records Markdown under `benchmarks/results/`.
+float32. With `--compare-forms`, each policy is run a second time with
+`NarrowConv2D`'s blocks form (used under JAX on a GPU) turned off, which
+shows whether that form changes the PSNR. Records Markdown under
+`benchmarks/results/`.
 
 Run from the repository root:
 
     KERAS_BACKEND=tensorflow python benchmarks/mixed_precision.py
     KERAS_BACKEND=jax python benchmarks/mixed_precision.py --seconds 120
+    KERAS_BACKEND=jax python benchmarks/mixed_precision.py --shipped \\
+        --compare-forms
 """
 
 import argparse
@@ -29,6 +34,7 @@ sys.path.insert(0, os.path.dirname(BENCHMARKS))
 import speed  # noqa: E402
 
 import keras_rbdn  # noqa: E402
+from keras_rbdn.layers import narrow_conv  # noqa: E402
 
 TEST_SIGMA = 25.0
 
@@ -43,6 +49,11 @@ def parse_args(argv=None):
         action="store_true",
         help="skip training; test the shipped denoiser "
         "(keras_rbdn.load('denoise'), trained on Train400)",
+    )
+    parser.add_argument(
+        "--compare-forms",
+        action="store_true",
+        help="also run each policy with NarrowConv2D's blocks form off",
     )
     parser.add_argument("--output", default=None, help="'-' writes nothing")
     return parser.parse_args(argv)
@@ -82,16 +93,42 @@ def train(image, args, rng):
     return model, steps, time.perf_counter() - start
 
 
-def evaluate(build, weights, clean, noisy):
-    """PSNR of the same weights under each policy; `build()` makes the net."""
+def narrow_forms(model):
+    """`{layer name: form}` of the model's `NarrowConv2D` layers."""
+    return {
+        layer.name: layer._form or "plain"
+        for layer in model.layers
+        if isinstance(layer, narrow_conv.NarrowConv2D)
+    }
+
+
+def evaluate(build, weights, clean, noisy, compare_forms=False):
+    """PSNR of the same weights under each policy; `build()` makes the net.
+
+    Returns `{(policy, forms): PSNR}`, `forms` naming the form of each
+    `NarrowConv2D`; with `compare_forms`, each policy is run again with the
+    blocks form turned off.
+    """
+    platforms = [narrow_conv.BLOCKS_FORM_PLATFORMS]
+    if compare_forms:
+        platforms.append(())
     scores = {}
-    for policy in speed.PRECISIONS:
-        keras.mixed_precision.set_global_policy(policy)
-        model = build()
-        model.set_weights(weights)
-        output = model.predict_on_batch(noisy[None, :, :, None])[0, :, :, 0]
-        scores[policy] = psnr(clean, output)
-    keras.mixed_precision.set_global_policy("float32")
+    try:
+        for narrow_conv.BLOCKS_FORM_PLATFORMS in platforms:
+            for policy in speed.PRECISIONS:
+                keras.mixed_precision.set_global_policy(policy)
+                model = build()
+                model.set_weights(weights)
+                batch = noisy[None, :, :, None]
+                output = model.predict_on_batch(batch)[0, :, :, 0]
+                forms = ", ".join(
+                    f"{name} {form}"
+                    for name, form in narrow_forms(model).items()
+                )
+                scores[policy, forms] = psnr(clean, output)
+    finally:
+        narrow_conv.BLOCKS_FORM_PLATFORMS = platforms[0]
+        keras.mixed_precision.set_global_policy("float32")
     return scores
 
 
@@ -110,6 +147,7 @@ def main(argv=None):
             model.get_weights(),
             test_clean,
             test_noisy,
+            args.compare_forms,
         )
         training = (
             "- model: the shipped denoiser (`keras_rbdn.load('denoise')`, "
@@ -123,6 +161,7 @@ def main(argv=None):
             model.get_weights(),
             test_clean,
             test_noisy,
+            args.compare_forms,
         )
         training = (
             f"- training: float32, Adam 1e-3, {steps} steps of "
@@ -143,14 +182,19 @@ def main(argv=None):
         f"- test: camera.png rows 384-511 (128 x 512), sigma "
         f"{TEST_SIGMA:g}, noisy PSNR {psnr(test_clean, test_noisy):.2f} dB",
         "",
-        "| policy (same trained weights) | PSNR, dB | minus float32, dB |",
-        "|---|---|---|",
+        "| policy (same trained weights) | `NarrowConv2D` forms | PSNR, dB "
+        "| minus float32 in the same forms, dB |",
+        "|---|---|---|---|",
     ]
-    for policy, score in scores.items():
+    for (policy, forms), score in scores.items():
         lines.append(
-            f"| {policy} | {score:.3f} | {score - scores['float32']:+.3f} |"
+            f"| {policy} | {forms} | {score:.3f} "
+            f"| {score - scores['float32', forms]:+.3f} |"
         )
-    gap = abs(scores["mixed_bfloat16"] - scores["float32"])
+    as_chosen = next(forms for _, forms in scores)
+    gap = abs(
+        scores["mixed_bfloat16", as_chosen] - scores["float32", as_chosen]
+    )
     verdict = "met" if gap <= 0.1 else "NOT met"
     lines += ["", f"Target |bfloat16 - float32| <= 0.1 dB: {verdict}."]
     speed.record(

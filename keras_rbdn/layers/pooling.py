@@ -44,6 +44,31 @@ def _window_corners(x):
     )
 
 
+def _pool_tournament(corners):
+    """Each window's maximum and its index (0..3, int8), first max on ties.
+
+    Two pairs, then their winners: a later member wins only when strictly
+    greater, so ties go to the first in row-major order. Both outputs are
+    selects on the four corners, which XLA computes in one pass over the
+    input (a maximum first, compared with each member, took three on a GPU:
+    `benchmarks/SPEED_NOTES.md`, section 26). The gradient of a select goes
+    to the selected member only.
+    """
+    top_left, top_right, bottom_left, bottom_right = corners
+    right_wins = ops.greater(top_right, top_left)
+    top = ops.where(right_wins, top_right, top_left)
+    bottom_right_wins = ops.greater(bottom_right, bottom_left)
+    bottom = ops.where(bottom_right_wins, bottom_right, bottom_left)
+    bottom_wins = ops.greater(bottom, top)
+    pooled = ops.where(bottom_wins, bottom, top)
+    switch_index = ops.where(
+        bottom_wins,
+        ops.cast(bottom_right_wins, "int8") + 2,
+        ops.cast(right_wins, "int8"),
+    )
+    return pooled, switch_index
+
+
 def _upsample_nearest(x, height, width):
     """Repeats every pixel into a 2x2 block, cropped to `height` x `width`."""
     x = ops.repeat(ops.repeat(x, _WINDOW, axis=1), _WINDOW, axis=2)
@@ -279,22 +304,11 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     def call(self, inputs):
         if _use_window_view():
             return list(_pool_window_view(inputs))
-        corners = _window_corners(inputs)
-        window_max = corners[0]
-        for corner in corners[1:]:
-            window_max = ops.maximum(window_max, corner)
-        # Index (0..3) of the first corner that equals the maximum. Walking
-        # the corners backwards lets earlier ones overwrite later ones.
-        switch_index = ops.full_like(window_max, 3, dtype="int32")
-        pooled = corners[3]
-        for index in (2, 1, 0):
-            is_max = ops.equal(corners[index], window_max)
-            switch_index = ops.where(is_max, index, switch_index)
-            pooled = ops.where(is_max, corners[index], pooled)
+        pooled, switch_index = _pool_tournament(_window_corners(inputs))
         height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]
         switch_index = _upsample_nearest(switch_index, height, width)
-        position = _window_position(height, width)[None, :, :, None]
-        return [pooled, ops.equal(switch_index, position)]
+        position = ops.cast(_window_position(height, width), "int8")
+        return [pooled, ops.equal(switch_index, position[None, :, :, None])]
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
