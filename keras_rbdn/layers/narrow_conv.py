@@ -7,9 +7,11 @@ from keras import ops
 # Above this many channels on both sides the ordinary convolution kernels
 # are efficient and the layer behaves exactly like `keras.layers.Conv2D`.
 MAX_NARROW_FILTERS = 4
-# Backends whose convolutions to few output channels run faster as rows,
-# then a shift-sum (measured on a 2-core CPU, benchmarks/SPEED_NOTES.md).
-ROWS_FORM_BACKENDS = ("tensorflow",)
+# (backend, device platform) pairs whose convolutions to few output
+# channels run faster as rows, then a shift-sum: TensorFlow (measured on a
+# 2-core CPU; the platform is only read under JAX) and JAX on a GPU (3x3,
+# 64 -> 1: 1.58x on an H100; benchmarks/SPEED_NOTES.md, sections 12, 26).
+ROWS_FORM_PLATFORMS = (("tensorflow", None), ("jax", "gpu"))
 # (backend, device platform) pairs whose large narrow convolutions run
 # faster between blocks of pixels (measured on an H100 under JAX,
 # benchmarks/SPEED_NOTES.md section 25), the block size, and the smallest
@@ -108,13 +110,16 @@ class NarrowConv2D(keras.layers.Conv2D):
             and self.data_format == "channels_last"
         ):
             return None
-        backend = keras.backend.backend()
-        if (backend, _device_platform()) in BLOCKS_FORM_PLATFORMS and (
+        platform = (keras.backend.backend(), _device_platform())
+        if platform in BLOCKS_FORM_PLATFORMS and (
             min(channels, self.filters) <= MAX_NARROW_FILTERS
             and kernel_height >= MIN_BLOCKS_KERNEL_SIZE
         ):
             return "blocks"
-        if backend in ROWS_FORM_BACKENDS and self.filters <= MAX_NARROW_FILTERS:
+        if (
+            platform in ROWS_FORM_PLATFORMS
+            and self.filters <= MAX_NARROW_FILTERS
+        ):
             return "rows"
         return None
 

@@ -17,12 +17,22 @@ def force_blocks_form(monkeypatch):
     monkeypatch.setattr(narrow_conv, "MIN_BLOCKS_KERNEL_SIZE", 3)
 
 
-@pytest.fixture(params=["as chosen", "blocks"])
+def force_rows_form(monkeypatch):
+    """Makes this backend and device use the rows form for few filters
+    (normally TensorFlow, and JAX on a GPU)."""
+    here = (keras.backend.backend(), narrow_conv._device_platform())
+    monkeypatch.setattr(narrow_conv, "BLOCKS_FORM_PLATFORMS", ())
+    monkeypatch.setattr(narrow_conv, "ROWS_FORM_PLATFORMS", (here,))
+
+
+@pytest.fixture(params=["as chosen", "blocks", "rows"])
 def form(request, monkeypatch):
     """Runs a test with the form this backend chooses, then with the blocks
-    form forced."""
+    form forced, then with the rows form forced (used for few filters)."""
     if request.param == "blocks":
         force_blocks_form(monkeypatch)
+    if request.param == "rows":
+        force_rows_form(monkeypatch)
     return request.param
 
 
@@ -57,8 +67,8 @@ class NarrowConv2DTest:
     )
     def test_matches_reference(self, filters, kernel_size, shape, form):
         layer = random_layer(filters, kernel_size, shape[-1])
-        if form == "blocks":
-            assert layer._form == "blocks"
+        if form != "as chosen":
+            assert layer._form == form
         x = np.random.default_rng(1).normal(size=shape).astype("float32")
         kernel, bias = (ops.convert_to_numpy(w) for w in layer.weights)
         np.testing.assert_allclose(
@@ -138,16 +148,19 @@ class NarrowConv2DTest:
             (1, 9, 64, "blocks"),  # RBDN's deconv1
             (64, 9, 1, "blocks"),  # RBDN's conv1
             (4, 7, 3, "blocks"),
-            (1, 5, 64, None),  # kernel too small to gain
+            (1, 5, 64, "rows"),  # kernel too small for blocks
+            (1, 3, 64, "rows"),  # DnCNN's last layer
+            (64, 3, 1, None),  # DnCNN's first layer
             (64, 9, 8, None),  # both sides wide
         ],
     )
     def test_form_chosen(
         self, monkeypatch, filters, kernel_size, channels, on_gpu
     ):
-        monkeypatch.setattr(narrow_conv, "_device_platform", lambda: "gpu")
-        layer = random_layer(filters, kernel_size, channels)
         backend = keras.backend.backend()
+        if backend == "jax":  # The platform is only read under JAX.
+            monkeypatch.setattr(narrow_conv, "_device_platform", lambda: "gpu")
+        layer = random_layer(filters, kernel_size, channels)
         if backend == "jax":
             expected = on_gpu
         elif backend == "tensorflow" and filters <= 4:
@@ -156,10 +169,13 @@ class NarrowConv2DTest:
             expected = None
         assert layer._form == expected
 
-    def test_blocks_form_is_for_gpus(self, monkeypatch):
+    @pytest.mark.skipif(
+        keras.backend.backend() != "jax", reason="platforms are JAX's"
+    )
+    def test_jax_uses_the_plain_form_on_cpus(self, monkeypatch):
         monkeypatch.setattr(narrow_conv, "_device_platform", lambda: "cpu")
-        layer = random_layer(64, 9, 1)
-        assert layer._form is None
+        assert random_layer(64, 9, 1)._form is None
+        assert random_layer(1, 3, 64)._form is None
 
     def test_rbdn_in_blocks_form_matches_plain(self, monkeypatch):
         """RBDN's conv1 and deconv1 in the blocks form: same outputs."""
