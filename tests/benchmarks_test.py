@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import keras_rbdn
+from keras_rbdn.layers import narrow_conv
 from tests.models.folding_test import assert_same_inference
 from tests.models.folding_test import randomize_batch_norms
 
@@ -20,6 +21,7 @@ sys.path.insert(0, BENCHMARKS)
 import conv_forms  # noqa: E402
 import dncnn  # noqa: E402
 import layer_profile  # noqa: E402
+import mixed_precision  # noqa: E402
 import speed  # noqa: E402
 import variants  # noqa: E402
 
@@ -292,3 +294,31 @@ def test_conv_forms_command_writes_its_report(tmp_path):
     assert len(rows) == 12
     for row in rows:  # every form agrees with the plain convolution
         assert float(row[-1].split(" ")[0]) < 1e-4, row
+
+
+def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
+    here = (keras.backend.backend(), narrow_conv._device_platform())
+    monkeypatch.setattr(narrow_conv, "BLOCKS_FORM_PLATFORMS", (here,))
+
+    def build():
+        return keras_rbdn.build(
+            branches=1, filters=4, kernel_size=9, trunk_depth=1
+        )
+
+    rng = np.random.default_rng(3)
+    clean = rng.uniform(size=(24, 16)).astype("float32")
+    noisy = clean + 0.1 * rng.normal(size=clean.shape).astype("float32")
+    scores = mixed_precision.evaluate(
+        build, build().get_weights(), clean, noisy, compare_forms=True
+    )
+    forms = sorted({forms for _, forms in scores})
+    assert len(scores) == 2 * len(speed.PRECISIONS)
+    assert forms[0] == "conv1 blocks, deconv1 blocks"
+    assert "blocks" not in forms[1]
+    # The two forms compute the same function: the same float32 PSNR.
+    assert scores["float32", forms[0]] == pytest.approx(
+        scores["float32", forms[1]], abs=1e-3
+    )
+    # The module's settings are restored.
+    assert narrow_conv.BLOCKS_FORM_PLATFORMS == (here,)
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -35,7 +35,9 @@ class NarrowConv2D(keras.layers.Conv2D):
     multiply-adds).
 
     With a stride-1, undilated, `"same"` convolution of odd kernel size
-    `K` and `F <= 4` filters, the TensorFlow backend instead computes:
+    `K` and `F <= 4` filters, the TensorFlow backend (and JAX on a GPU,
+    for kernels too small for the blocks form below, such as DnCNN's 3 x 3
+    output layer) instead computes:
 
     1. a 1 x K convolution from the `C` input channels to `K * F`
        channels, one per (kernel row, filter): channel `(i, f)` holds
