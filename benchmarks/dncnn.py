@@ -16,12 +16,13 @@ built from the same Keras layers in the same backend as RBDN. Its last
 layer (to the image channels) and its first are
 `keras_rbdn.layers.NarrowConv2D`s, as RBDN's `deconv1` and `conv1` are:
 same weights and function as `Conv2D`, and the same faster computation
-where it applies (on TensorFlow, for few output channels: on this CPU it
-halves the last layer's inference time), so that the comparison does not
-favour RBDN. The blocks form that RBDN's 9x9 layers use on a GPU is not
-used for 3x3 kernels (`MIN_BLOCKS_KERNEL_SIZE`): whether it would speed up
-DnCNN's two 3x3 layers there is not measured yet (`conv_forms.py
---kernel-size 3`).
+where it applies, so that the comparison does not favour RBDN: the rows
+form for few output channels, on TensorFlow (on this CPU it halves the
+last layer's inference time) and under JAX on a GPU (1.58x for the last
+layer on an H100). The blocks form that RBDN's 9x9 layers use on a GPU
+is not used for 3x3 kernels (`MIN_BLOCKS_KERNEL_SIZE`): on an H100 it
+was slower for both of DnCNN's 3x3 layers (`conv_forms.py --kernel-size
+3`, `benchmarks/SPEED_NOTES.md` section 26).
 """
 
 import keras

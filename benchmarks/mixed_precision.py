@@ -109,27 +109,28 @@ def evaluate(build, weights, clean, noisy, compare_forms=False):
     `NarrowConv2D`; with `compare_forms`, each policy is run again with the
     blocks form turned off.
     """
-    platforms = [narrow_conv.BLOCKS_FORM_PLATFORMS]
-    if compare_forms:
-        platforms.append(())
+    chosen = narrow_conv.BLOCKS_FORM_PLATFORMS
     scores = {}
     try:
-        for narrow_conv.BLOCKS_FORM_PLATFORMS in platforms:
+        for platforms in [chosen, ()] if compare_forms else [chosen]:
+            narrow_conv.BLOCKS_FORM_PLATFORMS = platforms
             for policy in speed.PRECISIONS:
                 keras.mixed_precision.set_global_policy(policy)
-                model = build()
-                model.set_weights(weights)
-                batch = noisy[None, :, :, None]
-                output = model.predict_on_batch(batch)[0, :, :, 0]
-                forms = ", ".join(
-                    f"{name} {form}"
-                    for name, form in narrow_forms(model).items()
-                )
-                scores[policy, forms] = psnr(clean, output)
+                scores.update(_score(build(), weights, clean, noisy, policy))
     finally:
-        narrow_conv.BLOCKS_FORM_PLATFORMS = platforms[0]
+        narrow_conv.BLOCKS_FORM_PLATFORMS = chosen
         keras.mixed_precision.set_global_policy("float32")
     return scores
+
+
+def _score(model, weights, clean, noisy, policy):
+    """`{(policy, forms): PSNR}` of `model` given `weights`."""
+    model.set_weights(weights)
+    output = model.predict_on_batch(noisy[None, :, :, None])[0, :, :, 0]
+    forms = ", ".join(
+        f"{name} {form}" for name, form in narrow_forms(model).items()
+    )
+    return {(policy, forms): psnr(clean, output)}
 
 
 def main(argv=None):

@@ -10,6 +10,7 @@ import pytest
 
 import keras_rbdn
 from keras_rbdn.layers import narrow_conv
+from tests.layers.narrow_conv_test import force_blocks_form
 from tests.models.folding_test import assert_same_inference
 from tests.models.folding_test import randomize_batch_norms
 
@@ -297,8 +298,8 @@ def test_conv_forms_command_writes_its_report(tmp_path):
 
 
 def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
-    here = (keras.backend.backend(), narrow_conv._device_platform())
-    monkeypatch.setattr(narrow_conv, "BLOCKS_FORM_PLATFORMS", (here,))
+    force_blocks_form(monkeypatch)
+    chosen = narrow_conv.BLOCKS_FORM_PLATFORMS
 
     def build():
         return keras_rbdn.build(
@@ -320,5 +321,5 @@ def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
         scores["float32", forms[1]], abs=1e-3
     )
     # The module's settings are restored.
-    assert narrow_conv.BLOCKS_FORM_PLATFORMS == (here,)
+    assert narrow_conv.BLOCKS_FORM_PLATFORMS == chosen
     assert keras.mixed_precision.global_policy().name == "float32"
