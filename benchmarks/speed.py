@@ -44,6 +44,7 @@ import importlib.metadata
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -181,7 +182,7 @@ def versions():
     return found
 
 
-def source_revision():
+def _commit():
     """The checked-out commit, read from .git without running git."""
     try:
         with open(os.path.join(REPOSITORY, ".git", "HEAD")) as head:
@@ -192,6 +193,32 @@ def source_revision():
         return ref[:12]
     except OSError:
         return "unknown"
+
+
+def _tracked_files_changed():
+    """True or False from `git status`, or None where git cannot tell (no
+    git on the machine, or no repository)."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if status.returncode != 0:
+        return None
+    return bool(status.stdout.strip())
+
+
+def source_revision():
+    """The checked-out commit, and whether tracked files differ from it."""
+    changed = _tracked_files_changed()
+    if changed is None:
+        return f"{_commit()} (git could not check the working tree)"
+    return _commit() + (" plus uncommitted changes" if changed else "")
 
 
 def load_average():
@@ -499,7 +526,7 @@ def report(args, results, loads, elapsed):
         f"{platform.system()} {platform.release()}",
         f"- device: {accelerator()}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
-        f"- source revision: {source_revision()} (plus uncommitted changes)",
+        f"- source revision: {source_revision()}",
         f"- precision policy: {args.precision}; jit_compile={args.jit}",
         "- batch normalization at inference: "
         + (

@@ -2,6 +2,7 @@
 
 import os
 import re
+import subprocess
 import sys
 
 import keras
@@ -323,3 +324,26 @@ def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
     # The module's settings are restored.
     assert narrow_conv.BLOCKS_FORM_PLATFORMS == chosen
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_source_revision_says_whether_tracked_files_changed(
+    tmp_path, monkeypatch
+):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True)
+
+    git("init", "-q")
+    (tmp_path / "tracked.txt").write_text("one\n")
+    git("add", "tracked.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.setattr(speed, "REPOSITORY", str(tmp_path))
+    commit = speed.source_revision()
+    assert re.fullmatch("[0-9a-f]{12}", commit)
+    (tmp_path / "untracked.txt").write_text("ignored\n")
+    assert speed.source_revision() == commit
+    (tmp_path / "tracked.txt").write_text("two\n")
+    assert speed.source_revision() == f"{commit} plus uncommitted changes"
+    monkeypatch.setattr(speed, "REPOSITORY", str(tmp_path / "missing"))
+    assert speed.source_revision() == (
+        "unknown (git could not check the working tree)"
+    )
