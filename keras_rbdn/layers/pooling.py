@@ -24,18 +24,11 @@ def _pooled_size(size):
 def _window_corners(x):
     """The four 2x2-window members of `x`, each at the pooled resolution.
 
-    `x` is padded with -inf by one row and column and then sliced to an even
-    size, which gives Caffe's ceil mode for odd heights and widths. Returns
-    the members in row-major order: top-left, top-right, bottom-left,
-    bottom-right.
+    Odd sizes are padded with -inf first (Caffe's ceil mode); even ones are
+    sliced as they are, with no padded copy. Returns the members in
+    row-major order: top-left, top-right, bottom-left, bottom-right.
     """
-    height, width = ops.shape(x)[1], ops.shape(x)[2]
-    pooled_height = (height + 1) // 2
-    pooled_width = (width + 1) // 2
-    padded = ops.pad(
-        x, [[0, 0], [0, 1], [0, 1], [0, 0]], constant_values=float("-inf")
-    )
-    padded = padded[:, : 2 * pooled_height, : 2 * pooled_width, :]
+    padded = _pad_to_even(x, float("-inf"))
     return (
         padded[:, 0::2, 0::2, :],
         padded[:, 0::2, 1::2, :],
