@@ -10,7 +10,9 @@
 # variants.py call (there: VARIANTS_ARGS="--batch 1 --size 64 --repeats 1")
 # $PROFILE_ARGS to the layer_profile.py call (there: PROFILE_ARGS=
 # "--batch 1 --size 64 --calls 2") and $FORMS_ARGS to the conv_forms.py call
-# (there: FORMS_ARGS="--batch 1 --size 64 --repeats 1").
+# (there: FORMS_ARGS="--batch 1 --size 64 --repeats 1") and
+# $TORCH_PROFILE_ARGS to the torch_profile.py call (there:
+# TORCH_PROFILE_ARGS="--batch 1 --size 64 --repeats 1").
 set -euo pipefail
 out="${1:-${OUT:-benchmarks/results}}"
 mkdir -p "$out"
@@ -72,3 +74,11 @@ python3 benchmarks/mixed_precision.py --shipped --compare-forms \
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     --skip inference,image --fit-steps 200 ${SPEED_ARGS:-} \
     --output "$out/speed_jax_mixed_bfloat16_fit_gpu.md"
+# PyTorch on the same GPU ran 3.5x slower than JAX (SPEED_NOTES section
+# 26): its operators by CUDA time say whether the copies Keras 3.15.1 makes
+# around each convolution (section 27) are the cause.
+# shellcheck disable=SC2086
+KERAS_BACKEND=torch python3 benchmarks/torch_profile.py \
+    --precision mixed_bfloat16 ${TORCH_PROFILE_ARGS:-} \
+    --output "$out/torch_profile_mixed_bfloat16_gpu.md" ||
+    echo "torch_profile.py failed (above); going on"

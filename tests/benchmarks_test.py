@@ -25,6 +25,7 @@ import dncnn  # noqa: E402
 import layer_profile  # noqa: E402
 import mixed_precision  # noqa: E402
 import speed  # noqa: E402
+import torch_profile  # noqa: E402
 import variants  # noqa: E402
 
 
@@ -223,6 +224,50 @@ def test_layer_profile_of_a_training_step(tmp_path):
 def test_layer_profile_needs_jax():
     with pytest.raises(SystemExit, match="KERAS_BACKEND=jax"):
         layer_profile.main(["--output=-"])
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="profiles PyTorch"
+)
+def test_torch_profile_command_writes_its_report(tmp_path):
+    report = tmp_path / "torch_profile.md"
+    torch_profile.main(
+        [
+            "--batch=1",
+            "--size=32",
+            "--warmup=1",
+            "--repeats=2",
+            "--top=40",
+            f"--output={report}",
+        ]
+    )
+    sections = report.read_text().split("\n## ")[1:]
+    assert [section.split("\n")[0] for section in sections] == [
+        "RBDN-3",
+        "DnCNN-17",
+    ]
+    # One convolution operator per Conv2D layer and call: 20 in RBDN-3
+    # (two of them NarrowConv2D), 17 in DnCNN-17.
+    for section, convolutions in zip(sections, (20, 17), strict=True):
+        rows = re.findall(
+            r"^\| `([^`]+)` \| ([\d.]+) \| ([\d.]+)% \| ([\d.]+) \|$",
+            section,
+            re.MULTILINE,
+        )
+        counts = {name: float(count) for name, _, _, count in rows}
+        assert counts["aten::convolution"] == convolutions
+        assert sum(float(share) for _, _, share, _ in rows) <= 100.5
+        copies = float(re.search(r"`aten::copy_`: ([\d.]+) ms", section)[1])
+        listed = [float(ms) for name, ms, _, _ in rows if name == "aten::copy_"]
+        assert listed == [pytest.approx(copies, abs=0.01)]
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch", reason="PyTorch runs it"
+)
+def test_torch_profile_needs_torch():
+    with pytest.raises(SystemExit, match="KERAS_BACKEND=torch"):
+        torch_profile.main(["--output=-"])
 
 
 @pytest.mark.parametrize("direction", ["up", "down"])
