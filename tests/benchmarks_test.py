@@ -147,6 +147,16 @@ def test_hlo_layers_reads_the_layer_scope():
     assert layer_profile.group_of("conv1_relu") == "conv1"
 
 
+def network_sections(report):
+    """A profile report's sections, checked to be RBDN-3's, DnCNN-17's."""
+    sections = report.read_text().split("\n## ")[1:]
+    assert [section.split("\n")[0] for section in sections] == [
+        "RBDN-3",
+        "DnCNN-17",
+    ]
+    return sections
+
+
 @pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="reads XLA's profile (JAX)"
 )
@@ -162,13 +172,7 @@ def test_layer_profile_command_writes_its_report(tmp_path):
             f"--output={report}",
         ]
     )
-    text = report.read_text()
-    sections = text.split("\n## ")[1:]
-    assert [section.split("\n")[0] for section in sections] == [
-        "RBDN-3",
-        "DnCNN-17",
-    ]
-    rbdn = sections[0]
+    rbdn = network_sections(report)[0]
     rows = {
         line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
         for line in rbdn.split("Top ")[0].splitlines()
@@ -241,11 +245,7 @@ def test_torch_profile_command_writes_its_report(tmp_path):
             f"--output={report}",
         ]
     )
-    sections = report.read_text().split("\n## ")[1:]
-    assert [section.split("\n")[0] for section in sections] == [
-        "RBDN-3",
-        "DnCNN-17",
-    ]
+    sections = network_sections(report)
     # One convolution operator per Conv2D layer and call: 20 in RBDN-3
     # (two of them NarrowConv2D), 17 in DnCNN-17.
     for section, convolutions in zip(sections, (20, 17), strict=True):
