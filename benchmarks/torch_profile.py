@@ -110,10 +110,12 @@ def network_section(name, wall, device, rows, top):
 def main(argv=None):
     args = parse_args(argv)
     _require_torch()
-    keras.mixed_precision.set_global_policy(args.precision)
     start = datetime.datetime.now(datetime.timezone.utc)
-    speed_args = argparse.Namespace(precision=args.precision, jit="false")
-    models = speed.build_models(speed_args)
+    # Eager, as `predict_on_batch` runs without `jit_compile`; this also
+    # sets the precision policy.
+    models = speed.build_models(
+        argparse.Namespace(precision=args.precision, jit="false")
+    )
     shape = (args.batch, args.size, args.size, 1)
     images = np.random.default_rng(0).uniform(size=shape).astype("float32")
     lines = [
