@@ -69,9 +69,11 @@ def _load_in_precision(name, task, precision):
     global dtype policy is restored afterwards.
     """
     keras_rbdn = _import_keras_rbdn()
-    if precision == "float32":
+    shipped = name in keras_rbdn.presets.PRESETS
+    if precision == "float32" or not (shipped or os.path.isfile(name)):
+        # float32, or a name the loader rejects with its own error.
         return keras_rbdn.load(name, task=task)
-    if name not in keras_rbdn.presets.PRESETS:
+    if not shipped:
         raise ValueError(
             f"--precision {precision} applies to the shipped models "
             f"({', '.join(sorted(keras_rbdn.presets.PRESETS))}); {name} "

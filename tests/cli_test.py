@@ -116,6 +116,12 @@ class DenoiseCommandTest:
         error = capsys.readouterr().err
         assert "applies to the shipped models" in error
         assert sorted(os.listdir(tmp_path)) == ["a.png", "tiny.keras"]
+        # A name that is neither gets the loader's own error.
+        missing = str(tmp_path / "missing.keras")
+        arguments = ["denoise", str(source), "--model", missing]
+        status = cli.main(arguments + ["--precision", "mixed_bfloat16"])
+        assert status == 1
+        assert "no such model file" in capsys.readouterr().err
 
     def test_16_bit_gray_stays_16_bit(self, tmp_path, model_file):
         pixels = np.random.default_rng(1).integers(0, 65536, (11, 8), "uint16")
