@@ -301,12 +301,8 @@ def network_section(title, result, megapixels, top, passes):
 
 def main(argv=None):
     args = parse_args(argv)
+    speed.require_backend("layer_profile.py", "jax", "reads XLA's profile")
     backend = keras.backend.backend()
-    if backend != "jax":
-        raise SystemExit(
-            "layer_profile.py reads XLA's profile and needs "
-            f"KERAS_BACKEND=jax. Received: {backend}"
-        )
     keras.mixed_precision.set_global_policy(args.precision)
     shape = (args.batch, args.size, args.size, 1)
     images = np.random.default_rng(0).uniform(size=shape).astype("float32")

@@ -242,6 +242,16 @@ def environment_lines(start):
     return lines
 
 
+def require_backend(script, backend, reason):
+    """Exits with a one-line message unless Keras runs on `backend`."""
+    received = keras.backend.backend()
+    if received != backend:
+        raise SystemExit(
+            f"{script} {reason} and needs KERAS_BACKEND={backend}. "
+            f"Received: {received}"
+        )
+
+
 def add_timing_arguments(parser, name, repeats=10):
     """`--batch`, `--size`, `--repeats`, `--warmup`, `--precision` and
     `--output` (default `benchmarks/results/<name>_<backend>_<precision>_

@@ -35,14 +35,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _require_torch():
-    if keras.backend.backend() != "torch":
-        raise SystemExit(
-            "torch_profile.py profiles the PyTorch backend: run it with "
-            f"KERAS_BACKEND=torch (got {keras.backend.backend()!r})"
-        )
-
-
 def profile_network(model, images, warmup, calls):
     """Operators of `calls` inference calls, by their own time per call.
 
@@ -109,7 +101,9 @@ def network_section(name, wall, device, rows, top):
 
 def main(argv=None):
     args = parse_args(argv)
-    _require_torch()
+    speed.require_backend(
+        "torch_profile.py", "torch", "profiles PyTorch's operators"
+    )
     start = datetime.datetime.now(datetime.timezone.utc)
     # Eager, as `predict_on_batch` runs without `jit_compile`; this also
     # sets the precision policy.

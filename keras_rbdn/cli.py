@@ -18,6 +18,8 @@ import contextlib
 import os
 import sys
 
+# `keras_rbdn.training.PRECISIONS`, repeated so that parsing the command
+# line needs no Keras import (a test keeps the two equal).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 COMMANDS = {
     # command: (default model, default task, output suffix, help)
@@ -69,16 +71,16 @@ def _load_in_precision(name, task, precision):
     global dtype policy is restored afterwards.
     """
     keras_rbdn = _import_keras_rbdn()
-    shipped = name in keras_rbdn.presets.PRESETS
-    if precision == "float32" or not (shipped or os.path.isfile(name)):
-        # float32, or a name the loader rejects with its own error.
+    if name not in keras_rbdn.presets.PRESETS:
+        if precision != "float32" and os.path.isfile(name):
+            raise ValueError(
+                f"--precision {precision} applies to the shipped models "
+                f"({', '.join(sorted(keras_rbdn.presets.PRESETS))}); "
+                f"{name} keeps the precision it was saved with"
+            )
+        # A model file in its own precision, or a name that the loader
+        # rejects with its own error.
         return keras_rbdn.load(name, task=task)
-    if not shipped:
-        raise ValueError(
-            f"--precision {precision} applies to the shipped models "
-            f"({', '.join(sorted(keras_rbdn.presets.PRESETS))}); {name} "
-            "keeps the precision it was saved with"
-        )
     import keras
 
     previous = keras.mixed_precision.global_policy()

@@ -24,6 +24,10 @@ def digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def test_precisions_are_the_training_ones():
+    assert cli.PRECISIONS == keras_rbdn.training.PRECISIONS
+
+
 class DenoiseCommandTest:
     def test_rgba_alpha_kept_and_input_untouched(
         self, tmp_path, model_file, capsys
