@@ -228,18 +228,38 @@ def load_average():
         return "n/a"
 
 
+# Environment variables that change what the kernels do, recorded in every
+# report when set (`ONEDNN_MAX_CPU_ISA` caps the instructions oneDNN uses,
+# which is how a run imitates an older CPU: SPEED_NOTES section 28).
+TUNING_VARIABLES = (
+    "XLA_FLAGS",
+    "ONEDNN_MAX_CPU_ISA",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "OMP_NUM_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+)
+
+
+def tuning_environment_lines():
+    """One report line per set variable of `TUNING_VARIABLES`."""
+    return [
+        f"- {name}: `{os.environ[name]}`"
+        for name in TUNING_VARIABLES
+        if os.environ.get(name)
+    ]
+
+
 def environment_lines(start):
-    """Report lines with the date, machine, versions and revision (and
-    `XLA_FLAGS`, when set)."""
-    lines = [
+    """Report lines with the date, machine, versions and revision (and the
+    set `TUNING_VARIABLES`)."""
+    return [
         f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, "
         f"{os.cpu_count()} CPUs; device: {accelerator()}",
         f"- versions: {versions()}",
         f"- source revision: {source_revision()}",
+        *tuning_environment_lines(),
     ]
-    if os.environ.get("XLA_FLAGS"):
-        lines.append(f"- XLA_FLAGS: `{os.environ['XLA_FLAGS']}`")
-    return lines
 
 
 def require_backend(script, backend, reason):
@@ -537,6 +557,7 @@ def report(args, results, loads, elapsed):
         f"- device: {accelerator()}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
         f"- source revision: {source_revision()}",
+        *tuning_environment_lines(),
         f"- precision policy: {args.precision}; jit_compile={args.jit}",
         "- batch normalization at inference: "
         + (

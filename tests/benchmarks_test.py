@@ -1,5 +1,6 @@
 """The speed benchmark's baseline and its command line, on tiny sizes."""
 
+import datetime
 import os
 import re
 import subprocess
@@ -391,4 +392,18 @@ def test_source_revision_says_whether_tracked_files_changed(
     monkeypatch.setattr(speed, "REPOSITORY", str(tmp_path / "missing"))
     assert speed.source_revision() == (
         "unknown (git could not check the working tree)"
+    )
+
+
+def test_reports_record_the_tuning_environment(monkeypatch):
+    for name in speed.TUNING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert speed.tuning_environment_lines() == []
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert speed.tuning_environment_lines() == [
+        "- ONEDNN_MAX_CPU_ISA: `AVX512_CORE_VNNI`"
+    ]
+    assert speed.environment_lines(datetime.datetime(2026, 1, 1))[-1] == (
+        "- ONEDNN_MAX_CPU_ISA: `AVX512_CORE_VNNI`"
     )
