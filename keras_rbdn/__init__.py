@@ -5,6 +5,9 @@ Regression", CVPR 2017) for image denoising, face relighting and
 colorization, on the TensorFlow, JAX and PyTorch backends.
 """
 
+# First: for the command line, imports Keras without TensorFlow's start-up
+# lines on stderr (see the module).
+from keras_rbdn import _quiet_start  # noqa: F401
 from keras_rbdn import data
 from keras_rbdn import evaluation
 from keras_rbdn import inference

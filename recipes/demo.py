@@ -16,9 +16,10 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras comes in through keras_rbdn, which then imports it without
+# TensorFlow's C++ start-up lines on stderr (`keras_rbdn/_quiet_start.py`).
+os.environ.setdefault("KERAS_RBDN_QUIET_START", "1")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_rbdn  # noqa: E402
@@ -48,6 +49,8 @@ def parse_args(argv=None):
 
 
 def psnr(clean, image):
+    import keras  # after keras_rbdn (see the top)
+
     return float(
         keras.ops.convert_to_numpy(
             keras_rbdn.metrics.psnr(clean[None], np.clip(image, 0, 1)[None])
@@ -61,6 +64,8 @@ def fallback_model(noisy, seconds, seed):
     Without clean images, the network learns to remove the extra noise it
     is given (a Noisier2Noise-style stand-in, not the paper's training).
     """
+    import keras  # after keras_rbdn (see the top)
+
     network = keras_rbdn.build(
         branches=2, task="denoise", c=16, D=3, global_residual=True
     )

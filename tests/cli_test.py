@@ -198,11 +198,35 @@ class DenoiseCommandTest:
             timeout=300,
         )
         assert result.returncode == 1
-        assert "Traceback" not in result.stderr
-        # TensorFlow may print start-up lines before; the error is the last.
-        last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith("keras-rbdn denoise: error: ")
-        assert str(source) in last
+        # The error is all of stderr: no traceback, and no TensorFlow
+        # start-up lines (keras_rbdn._quiet_start).
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("keras-rbdn denoise: error: ")
+        assert str(source) in lines[0]
+
+    @pytest.mark.slow
+    def test_console_script_writes_nothing_to_stderr_on_success(self, tmp_path):
+        script = os.path.join(os.path.dirname(sys.executable), "keras-rbdn")
+        if not os.path.exists(script):
+            pytest.skip("the keras-rbdn console script is not installed")
+        source = tmp_path / "gray.png"
+        Image.fromarray(np.full((16, 16), 128, "uint8")).save(source)
+        output = tmp_path / "out.png"
+        environment = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+        environment.pop("KERAS_RBDN_QUIET_START", None)
+        environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        result = subprocess.run(
+            [script, "denoise", str(source), "-o", str(output)],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert result.stdout == f"{source} -> {output}\n"
+        assert Image.open(output).size == (16, 16)
 
 
 class ExportCommandTest:
