@@ -37,6 +37,8 @@ import tempfile
 import keras
 from keras import ops
 
+from keras_rbdn.layers import pooling
+
 FORMATS = ("savedmodel", "onnx")
 PAD_MODES = ("reflect", "edge", None)
 INPUT_NAME = "images"
@@ -423,6 +425,23 @@ def export(
     serving_model = _ServingModel(
         model, multiple, pad_mode, name=f"{name}_serving"
     )
+    # Traced for any device (TF Serving or an ONNX runtime may run it on a
+    # GPU), and with stock ops only.
+    with pooling.portable_switches():
+        return _write(
+            serving_model,
+            input_channels,
+            format,
+            target,
+            version_directory,
+            verbose,
+        )
+
+
+def _write(
+    serving_model, input_channels, format, target, version_directory, verbose
+):
+    """Writes the ONNX file or SavedModel version folder; returns its path."""
     if format == "onnx":
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
         serving_model.export(
@@ -443,6 +462,7 @@ def export(
     os.makedirs(model_directory, exist_ok=True)
     # Write next to the target and move it in at the end, so that a
     # server watching the folder never loads a half-written version.
+    version = os.path.basename(version_directory)
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=model_directory)
     try:
         _write_savedmodel(serving_model, input_channels, staging)

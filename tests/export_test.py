@@ -248,6 +248,9 @@ class SavedModelTest:
         ops = summary["ops"][key]
         assert ops["unregistered"] == []
         assert ops["xla_compiled"] == []
+        # Switches as masks, for any device: no CPU-only max-pool gradient
+        # kernels in the forward graph (`pooling.portable_switches`).
+        assert "MaxPoolGrad" not in ops["types"]
         python_ops = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
         assert python_ops.isdisjoint(ops["types"])
         # The network is really in the graph (as one XlaCallModule op when

@@ -1,5 +1,6 @@
 """Max pooling that remembers its switches, and the unpooling that uses them."""
 
+import contextlib
 import functools
 import math
 
@@ -12,6 +13,9 @@ _WINDOW = 2  # RBDN pools with 2x2 windows and stride 2 everywhere.
 # faster on a CPU and only adds compile time (`benchmarks/SPEED_NOTES.md`,
 # section 23).
 COMPILED_MASK_MIN_ELEMENTS = 2**26
+# What `MaxPoolingWithArgmax2D` returns as switches (see its docstring).
+SWITCHES = ("mask", "input", "auto")
+_portable_graphs = [0]  # depth of `portable_switches()` contexts
 
 
 def _pooled_size(size):
@@ -125,6 +129,47 @@ def _use_window_view():
     (`benchmarks/SPEED_NOTES.md`, sections 3, 11 and 13).
     """
     return keras.backend.backend() == "tensorflow"
+
+
+@contextlib.contextmanager
+def portable_switches():
+    """Within it, TensorFlow traces the switches for any device.
+
+    `switches="auto"` then means a boolean mask, and no TensorFlow CPU-only
+    kernel is used for the switches: for graphs that may run on a GPU,
+    such as the SavedModels of `keras_rbdn.export` (TF Serving may place
+    them on a GPU, whose max-pool gradient kernel may break ties another
+    way).
+    """
+    _portable_graphs[0] += 1
+    try:
+        yield
+    finally:
+        _portable_graphs[0] -= 1
+
+
+def _cpu_max_pool_kernels():
+    """Whether TensorFlow's CPU max-pool kernels can carry the switches.
+
+    On a CPU, TensorFlow's max-pool gradient (`MaxPoolGrad`, with or
+    without oneDNN) puts each value at its window's first maximum in
+    row-major order, and `MaxPoolGradGrad` reads the gradient there: the
+    unpooling and its gradient. With the pooled input as the switches,
+    that skips the mask (`benchmarks/SPEED_NOTES.md`, section 29). Only
+    with TensorFlow, when no GPU is visible, outside `portable_switches()`
+    and outside XLA (`jit_compile=True`), whose lowering of these kernels
+    breaks ties another way. (Graphs clustered by XLA's CPU auto-jit,
+    which is off by default, are not detected.)
+    """
+    if not _use_window_view() or _portable_graphs[0]:
+        return False
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util  # no public API
+
+    graph = tf.compat.v1.get_default_graph()
+    if control_flow_util.GraphOrParentsInXlaContext(graph):
+        return False
+    return not tf.config.list_logical_devices("GPU")
 
 
 def _first_max_mask(padded, window_max):
@@ -241,6 +286,73 @@ def _unpool_window_view(values, switches):
     return unpool(values)
 
 
+def _max_pool_same(x):
+    """TensorFlow's 2x2 / stride-2 max pool; "SAME" is Caffe's ceil mode."""
+    import tensorflow as tf
+
+    return tf.nn.max_pool2d(x, _WINDOW, _WINDOW, "SAME")
+
+
+def _unpool_with_cpu_kernels(values, switches):
+    """Each value at its window's first maximum in `switches` (a map).
+
+    `MaxPoolGrad` is the unpooling, `MaxPoolGradGrad` its gradient. Their
+    `orig_output` is the max pool of `switches`: the same op as the
+    pooling's, which TensorFlow's graph optimizer merges with it, and
+    oneDNN's kernels then reuse what the pooling found (recomputing it
+    made the unpooling twice as slow). `values` are computed in the dtype
+    of `switches`, so that casting never creates ties.
+    """
+    import tensorflow as tf
+
+    options = {
+        "ksize": [1, _WINDOW, _WINDOW, 1],
+        "strides": [1, _WINDOW, _WINDOW, 1],
+        "padding": "SAME",
+    }
+    window_max = _max_pool_same(switches)
+
+    @tf.custom_gradient
+    def unpool(values):
+        def grad(upstream):
+            gathered = tf.raw_ops.MaxPoolGradGrad(
+                orig_input=switches,
+                orig_output=window_max,
+                grad=tf.cast(upstream, switches.dtype),
+                **options,
+            )
+            return tf.cast(gathered, upstream.dtype)
+
+        unpooled = tf.raw_ops.MaxPoolGrad(
+            orig_input=switches,
+            orig_output=window_max,
+            grad=tf.cast(values, switches.dtype),
+            **options,
+        )
+        return tf.cast(unpooled, values.dtype), grad
+
+    return unpool(values)
+
+
+def _mask_of_map(switches):
+    """The boolean mask of each window's first maximum in a map."""
+    if _use_window_view():
+        padded = _pad_to_even(switches, float("-inf"))
+        window_max = ops.max_pool(padded, _WINDOW, _WINDOW, padding="valid")
+        height, width = _spatial_size(switches)
+        return _switch_mask(padded, window_max)[:, :height, :width, :]
+    _, switch_index = _pool_tournament(_window_corners(switches))
+    return _mask_of_index(switch_index, switches)
+
+
+def _mask_of_index(switch_index, like):
+    """Full-size mask (the size of `like`) from each window's index 0..3."""
+    height, width = ops.shape(like)[1], ops.shape(like)[2]
+    switch_index = _upsample_nearest(switch_index, height, width)
+    position = ops.cast(_window_position(height, width), "int8")
+    return ops.equal(switch_index, position[None, :, :, None])
+
+
 @keras.saving.register_keras_serializable(package="keras_rbdn")
 class MaxPoolingWithArgmax2D(keras.layers.Layer):
     """2x2 stride-2 max pooling that also returns its switches.
@@ -257,21 +369,36 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
       every backend.
     - The gradient flows to the selected position only.
 
-    The switches are returned as a boolean mask the size of the input:
-    `True` where a pixel is the selected maximum of its window, `False`
-    elsewhere; every window holds exactly one `True`. (Boolean rather than
-    a float 0/1 mask: a quarter of the memory traffic, and the unpooling
-    is a select.) Only channels-last inputs are supported.
+    The switches come in one of two forms, both the size of the input,
+    both read the same way by `MaxUnpooling2D` (each value goes to the
+    first maximum of its window in the switches):
 
-    With the TensorFlow backend, inputs of static shape with at least
-    `keras_rbdn.layers.pooling.COMPILED_MASK_MIN_ELEMENTS` elements get
-    their mask from one XLA-compiled function, with the same result. A
-    SavedModel traced with such a fixed shape then needs TF Serving's
+    - `switches="mask"` (the default): a boolean mask, `True` where a
+      pixel is the selected maximum of its window, `False` elsewhere;
+      every window holds exactly one `True`. (Boolean rather than a float
+      0/1 mask: a quarter of the memory traffic, and the unpooling is a
+      select.)
+    - `switches="input"`: the input itself (without gradient). Nothing is
+      computed for the switches; the unpooling finds the maxima again.
+    - `switches="auto"`, what `RBDN` uses: `"input"` with TensorFlow when
+      no GPU is visible (its CPU max-pool gradient kernels then do the
+      unpooling, 1.05x faster for RBDN-3: `benchmarks/SPEED_NOTES.md`,
+      section 29), `"mask"` otherwise and inside `portable_switches()`,
+      which `keras_rbdn.export` uses so that its SavedModels run on any
+      device.
+
+    Only channels-last inputs are supported.
+
+    With the TensorFlow backend, masks of static shape with at least
+    `keras_rbdn.layers.pooling.COMPILED_MASK_MIN_ELEMENTS` elements come
+    from one XLA-compiled function, with the same result. A SavedModel
+    traced with such a fixed shape then needs TF Serving's
     `--xla_cpu_compilation_enabled`; `keras_rbdn.export` traces with
     unknown sizes and never includes it. Setting that threshold to
     `float("inf")` before the model is traced turns the compiled mask off.
 
     Args:
+        switches: `"mask"`, `"input"` or `"auto"`, as above.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Input shape:
@@ -290,18 +417,27 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     ((1, 4, 3, 3), (1, 7, 5, 3))
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, switches="mask", **kwargs):
         super().__init__(**kwargs)
+        if switches not in SWITCHES:
+            raise ValueError(
+                f"switches must be one of {SWITCHES}, got {switches!r}"
+            )
+        self.switches = switches
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
+    def _returns_input(self):
+        if self.switches == "auto":
+            return _cpu_max_pool_kernels()
+        return self.switches == "input"
+
     def call(self, inputs):
+        if self._returns_input():
+            return [_pooled_only(inputs), ops.stop_gradient(inputs)]
         if _use_window_view():
             return list(_pool_window_view(inputs))
         pooled, switch_index = _pool_tournament(_window_corners(inputs))
-        height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]
-        switch_index = _upsample_nearest(switch_index, height, width)
-        position = ops.cast(_window_position(height, width), "int8")
-        return [pooled, ops.equal(switch_index, position[None, :, :, None])]
+        return [pooled, _mask_of_index(switch_index, inputs)]
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
@@ -315,10 +451,23 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         pooled_shape, switches_shape = self.compute_output_shape(inputs.shape)
+        switches_dtype = self.compute_dtype if self._returns_input() else "bool"
         return [
             keras.KerasTensor(pooled_shape, dtype=self.compute_dtype),
-            keras.KerasTensor(switches_shape, dtype="bool"),
+            keras.KerasTensor(switches_shape, dtype=switches_dtype),
         ]
+
+    def get_config(self):
+        return {**super().get_config(), "switches": self.switches}
+
+
+def _pooled_only(inputs):
+    """The pooled values alone, with the first-maximum gradient."""
+    if _cpu_max_pool_kernels():
+        return _max_pool_same(inputs)  # gradient: `MaxPoolGrad`
+    if _use_window_view():
+        return _pool_window_view(inputs)[0]
+    return _pool_tournament(_window_corners(inputs))[0]
 
 
 @keras.saving.register_keras_serializable(package="keras_rbdn")
@@ -330,15 +479,20 @@ class MaxUnpooling2D(keras.layers.Layer):
     map that was pooled (odd sizes included). The gradient with respect to
     the values is the output gradient read at the switch positions.
 
+    The switches are either of `MaxPoolingWithArgmax2D`'s forms: each value
+    goes to the first maximum (row-major) of its window in the switches.
+    For a boolean mask that is the window's `True`; for the pooled input
+    itself, the position its maximum came from. Any other map works the
+    same way (a 0/1 mask with one 1 per window, say).
+
     Args:
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Input shape:
         A list `[values, switches]`: `values` of shape
-        `(batch_size, ceil(height / 2), ceil(width / 2), channels)`, and the
-        boolean `switches` mask returned by `MaxPoolingWithArgmax2D`,
-        `(batch_size, height, width, channels)` (a 0/1 mask of another
-        dtype is accepted too).
+        `(batch_size, ceil(height / 2), ceil(width / 2), channels)`, and
+        the `switches` returned by `MaxPoolingWithArgmax2D`,
+        `(batch_size, height, width, channels)`.
 
     Output shape:
         4D tensor `(batch_size, height, width, channels)`.
@@ -360,14 +514,16 @@ class MaxUnpooling2D(keras.layers.Layer):
 
     def call(self, inputs):
         values, switches = inputs
+        if keras.backend.standardize_dtype(switches.dtype) != "bool":
+            if _cpu_max_pool_kernels():
+                return _unpool_with_cpu_kernels(values, switches)
+            switches = _mask_of_map(switches)
         if _use_window_view():
             return _unpool_window_view(values, switches)
         height, width = ops.shape(switches)[1], ops.shape(switches)[2]
         upsampled = _upsample_nearest(values, height, width)
         return ops.where(
-            ops.cast(switches, "bool"),
-            upsampled,
-            ops.zeros((), dtype=upsampled.dtype),
+            switches, upsampled, ops.zeros((), dtype=upsampled.dtype)
         )
 
     def compute_output_shape(self, input_shape):

@@ -181,7 +181,7 @@ class RBDN(keras.Model):
         def pool(x, name):
             """Returns the pooled map and what upsampling needs to undo it."""
             if learnable:
-                return MaxPoolingWithArgmax2D(name=name)(x)
+                return MaxPoolingWithArgmax2D(switches="auto", name=name)(x)
             pooled = keras.layers.MaxPooling2D(2, padding="same", name=name)(x)
             return pooled, x
 

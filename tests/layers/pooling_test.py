@@ -1,3 +1,5 @@
+from contextlib import nullcontext
+
 import keras
 import numpy as np
 import pytest
@@ -275,3 +277,128 @@ def test_pool_unpool_train_under_jit():
     y = np.random.default_rng(8).normal(size=(4, *size, 3)).astype("float32")
     history = model.fit(x, y, epochs=2, batch_size=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+
+
+@pytest.fixture(params=["input", "auto", "input, portable"])
+def switches_form(request):
+    """A `switches` argument of the pooling; "portable" traces it inside
+    `portable_switches()` (on TensorFlow: no CPU-only kernels)."""
+    form, _, portable = request.param.partition(", ")
+    context = pooling.portable_switches() if portable else nullcontext()
+    with context:
+        yield form
+
+
+class SwitchesFormsTest:
+    """Every form of the switches unpools (and differentiates) like Caffe."""
+
+    @pytest.mark.parametrize("shape", SHAPES)
+    @pytest.mark.parametrize("ties", [False, True])
+    def test_unpooling_matches_caffe_reference(
+        self, shape, ties, switches_form
+    ):
+        rng = np.random.default_rng(10)
+        x = rng.normal(size=shape).astype("float32")
+        if ties:  # values from {0, 1, 2}: most windows hold ties
+            x = rng.integers(0, 3, size=shape).astype("float32")
+        pooled, switches = MaxPoolingWithArgmax2D(switches_form)(x)
+        values = rng.normal(size=pooled.shape).astype("float32")
+        out = MaxUnpooling2D()([values, switches])
+        expected_pooled, mask = reference_pool(x)
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(pooled), expected_pooled
+        )
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(out), reference_unpool(values, mask)
+        )
+
+    @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+    def test_gradients_go_to_the_switches(self, switches_form, policy):
+        # Multiples of 1/8, exact in bfloat16; ties in most windows.
+        rng = np.random.default_rng(11)
+        x = rng.integers(0, 3, size=(2, 7, 5, 3)).astype("float32")
+        weights = (rng.integers(-8, 9, size=(2, 4, 3, 3)) / 8).astype("float32")
+        upstream = (rng.integers(-8, 9, size=x.shape) / 8).astype("float32")
+        pool = MaxPoolingWithArgmax2D(switches_form, dtype=policy)
+        unpool = MaxUnpooling2D(dtype=policy)
+        _, mask = reference_pool(x)
+
+        def pooled_times_weights(v):
+            return ops.multiply(ops.cast(pool(v)[0], "float32"), weights)
+
+        np.testing.assert_array_equal(
+            gradient(pooled_times_weights, x), reference_unpool(weights, mask)
+        )
+        _, switches = pool(x)
+
+        def unpooled_times_upstream(v):
+            out = ops.cast(unpool([v, switches]), "float32")
+            return ops.multiply(out, upstream)
+
+        expected = np.zeros(weights.shape, "float32")
+        for y, z in np.ndindex(7, 5):
+            expected[:, y // 2, z // 2, :] += (upstream * mask)[:, y, z, :]
+        np.testing.assert_array_equal(
+            gradient(unpooled_times_upstream, weights), expected
+        )
+
+    def test_auto_is_the_input_only_with_tensorflow_on_a_cpu(self):
+        x = np.random.default_rng(12).normal(size=(1, 6, 4, 2))
+        x = x.astype("float32")
+        layer = MaxPoolingWithArgmax2D("auto")
+        _, switches = layer(x)
+        cpu_kernels = TENSORFLOW and not _tensorflow_sees_a_gpu()
+        if cpu_kernels:
+            np.testing.assert_array_equal(ops.convert_to_numpy(switches), x)
+        else:
+            assert keras.backend.standardize_dtype(switches.dtype) == "bool"
+        with pooling.portable_switches():
+            _, switches = layer(x)
+            assert keras.backend.standardize_dtype(switches.dtype) == "bool"
+        symbolic = layer(keras.Input((None, None, 2)))[1]
+        assert symbolic.dtype == ("float32" if cpu_kernels else "bool")
+
+    def test_a_float_mask_still_unpools(self):
+        x = np.random.default_rng(13).normal(size=(2, 5, 7, 3))
+        x = x.astype("float32")
+        pooled, _ = MaxPoolingWithArgmax2D()(x)
+        _, mask = reference_pool(x)  # float 0/1, one 1 per window
+        out = MaxUnpooling2D()([pooled, mask])
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(out), reference_unpool(pooled, mask)
+        )
+
+    @pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow's XLA functions")
+    def test_xla_functions_keep_the_tie_rule(self):
+        # XLA lowers TensorFlow's max-pool gradient kernels with another
+        # tie rule, so inside `jit_compile=True` "auto" must not use them.
+        import tensorflow as tf
+
+        rng = np.random.default_rng(14)
+        x = rng.integers(0, 3, size=(2, 7, 5, 3)).astype("float32")
+        values = rng.normal(size=(2, 4, 3, 3)).astype("float32")
+        pool, unpool = MaxPoolingWithArgmax2D("auto"), MaxUnpooling2D()
+
+        @tf.function(jit_compile=True)
+        def pool_and_unpool(x, values):
+            _, switches = pool(x)
+            return unpool([values, switches])
+
+        _, mask = reference_pool(x)
+        np.testing.assert_array_equal(
+            pool_and_unpool(x, values).numpy(), reference_unpool(values, mask)
+        )
+
+    def test_config_and_errors(self):
+        layer = MaxPoolingWithArgmax2D("auto", name="pool")
+        clone = MaxPoolingWithArgmax2D.from_config(layer.get_config())
+        assert clone.switches == "auto"
+        assert MaxPoolingWithArgmax2D().switches == "mask"
+        with pytest.raises(ValueError, match="switches must be one of"):
+            MaxPoolingWithArgmax2D("argmax")
+
+
+def _tensorflow_sees_a_gpu():
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
