@@ -369,9 +369,9 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
       every backend.
     - The gradient flows to the selected position only.
 
-    The switches come in one of two forms, both the size of the input,
-    both read the same way by `MaxUnpooling2D` (each value goes to the
-    first maximum of its window in the switches):
+    The switches come in one of two forms, chosen by `switches`, both the
+    size of the input and read the same way by `MaxUnpooling2D` (each
+    value goes to the first maximum of its window in the switches):
 
     - `switches="mask"` (the default): a boolean mask, `True` where a
       pixel is the selected maximum of its window, `False` elsewhere;
@@ -380,12 +380,14 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
       select.)
     - `switches="input"`: the input itself (without gradient). Nothing is
       computed for the switches; the unpooling finds the maxima again.
-    - `switches="auto"`, what `RBDN` uses: `"input"` with TensorFlow when
-      no GPU is visible (its CPU max-pool gradient kernels then do the
-      unpooling, 1.05x faster for RBDN-3: `benchmarks/SPEED_NOTES.md`,
-      section 29), `"mask"` otherwise and inside `portable_switches()`,
-      which `keras_rbdn.export` uses so that its SavedModels run on any
-      device.
+    - `switches="auto"`, what `RBDN` uses: `"input"` for inference with
+      TensorFlow when no GPU is visible (its CPU max-pool gradient kernels
+      then do the unpooling, 1.05x faster for RBDN-3:
+      `benchmarks/SPEED_NOTES.md`, section 29), `"mask"` otherwise: in
+      training (`training=True`, which gained nothing and gave run-to-run
+      different gradients in bfloat16), on GPUs, under XLA and inside
+      `portable_switches()`, which `keras_rbdn.export` uses so that its
+      SavedModels run on any device.
 
     Only channels-last inputs are supported.
 
@@ -426,13 +428,13 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         self.switches = switches
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
-    def _returns_input(self):
+    def _returns_input(self, training=None):
         if self.switches == "auto":
-            return _cpu_max_pool_kernels()
+            return not training and _cpu_max_pool_kernels()
         return self.switches == "input"
 
-    def call(self, inputs):
-        if self._returns_input():
+    def call(self, inputs, training=None):
+        if self._returns_input(training):
             return [_pooled_only(inputs), ops.stop_gradient(inputs)]
         if _use_window_view():
             return list(_pool_window_view(inputs))
@@ -449,9 +451,11 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         )
         return [pooled_shape, tuple(input_shape)]
 
-    def compute_output_spec(self, inputs):
+    def compute_output_spec(self, inputs, training=None):
         pooled_shape, switches_shape = self.compute_output_shape(inputs.shape)
-        switches_dtype = self.compute_dtype if self._returns_input() else "bool"
+        switches_dtype = (
+            self.compute_dtype if self._returns_input(training) else "bool"
+        )
         return [
             keras.KerasTensor(pooled_shape, dtype=self.compute_dtype),
             keras.KerasTensor(switches_shape, dtype=switches_dtype),
@@ -464,10 +468,34 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
 def _pooled_only(inputs):
     """The pooled values alone, with the first-maximum gradient."""
     if _cpu_max_pool_kernels():
-        return _max_pool_same(inputs)  # gradient: `MaxPoolGrad`
+        return _pool_with_mask_in_gradient(inputs)
     if _use_window_view():
         return _pool_window_view(inputs)[0]
     return _pool_tournament(_window_corners(inputs))[0]
+
+
+def _pool_with_mask_in_gradient(inputs):
+    """TensorFlow's max pool, the switch mask computed only for a gradient.
+
+    Inference then computes no mask. The gradient is set explicitly, as in
+    `_pool_window_view`, whatever tie rule the device's own kernel has.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def pool(x):
+        window_max = _max_pool_same(x)
+
+        def grad(upstream):
+            padded = _pad_to_even(x, float("-inf"))
+            mask = _switch_mask(padded, window_max)
+            height, width = _spatial_size(x)
+            unpooled = _select_at_switches(upstream, mask)
+            return unpooled[:, :height, :width, :]
+
+        return window_max, grad
+
+    return pool(inputs)
 
 
 @keras.saving.register_keras_serializable(package="keras_rbdn")

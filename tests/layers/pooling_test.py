@@ -230,15 +230,17 @@ class MaxUnpooling2DTest:
         )
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_gradients_exact_in_half_precision(policy, mask_path):
-    # Values and weights are small multiples of 1/8, exact in float16 and
-    # bfloat16; every gradient entry is one selected weight (no sums), so
-    # the half-precision gradients must equal the reference exactly.
-    rng = np.random.default_rng(9)
+def assert_exact_gradients(switches, policy, seed):
+    """Both layers' gradients equal the Caffe reference exactly.
+
+    Values and weights are small multiples of 1/8, exact in float16 and
+    bfloat16, with ties in most windows; every gradient entry is one
+    selected weight (no sums), so even half precision must be exact.
+    """
+    rng = np.random.default_rng(seed)
     x = rng.integers(0, 3, size=(2, 7, 5, 3)).astype("float32")  # ties
     weights = (rng.integers(-8, 9, size=(2, 4, 3, 3)) / 8).astype("float32")
-    pool = MaxPoolingWithArgmax2D(dtype=policy)
+    pool = MaxPoolingWithArgmax2D(switches, dtype=policy)
     unpool = MaxUnpooling2D(dtype=policy)
     _, mask = reference_pool(x)
 
@@ -261,6 +263,11 @@ def test_gradients_exact_in_half_precision(policy, mask_path):
     np.testing.assert_array_equal(
         gradient(unpooled_times_upstream, weights), expected
     )
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_gradients_exact_in_half_precision(policy, mask_path):
+    assert_exact_gradients("mask", policy, seed=9)
 
 
 @pytest.mark.slow  # torch.compile takes about a minute on 2 CPU cores.
@@ -314,35 +321,9 @@ class SwitchesFormsTest:
 
     @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
     def test_gradients_go_to_the_switches(self, switches_form, policy):
-        # Multiples of 1/8, exact in bfloat16; ties in most windows.
-        rng = np.random.default_rng(11)
-        x = rng.integers(0, 3, size=(2, 7, 5, 3)).astype("float32")
-        weights = (rng.integers(-8, 9, size=(2, 4, 3, 3)) / 8).astype("float32")
-        upstream = (rng.integers(-8, 9, size=x.shape) / 8).astype("float32")
-        pool = MaxPoolingWithArgmax2D(switches_form, dtype=policy)
-        unpool = MaxUnpooling2D(dtype=policy)
-        _, mask = reference_pool(x)
+        assert_exact_gradients(switches_form, policy, seed=11)
 
-        def pooled_times_weights(v):
-            return ops.multiply(ops.cast(pool(v)[0], "float32"), weights)
-
-        np.testing.assert_array_equal(
-            gradient(pooled_times_weights, x), reference_unpool(weights, mask)
-        )
-        _, switches = pool(x)
-
-        def unpooled_times_upstream(v):
-            out = ops.cast(unpool([v, switches]), "float32")
-            return ops.multiply(out, upstream)
-
-        expected = np.zeros(weights.shape, "float32")
-        for y, z in np.ndindex(7, 5):
-            expected[:, y // 2, z // 2, :] += (upstream * mask)[:, y, z, :]
-        np.testing.assert_array_equal(
-            gradient(unpooled_times_upstream, weights), expected
-        )
-
-    def test_auto_is_the_input_only_with_tensorflow_on_a_cpu(self):
+    def test_auto_is_the_input_only_for_inference_on_a_tensorflow_cpu(self):
         x = np.random.default_rng(12).normal(size=(1, 6, 4, 2))
         x = x.astype("float32")
         layer = MaxPoolingWithArgmax2D("auto")
@@ -355,6 +336,8 @@ class SwitchesFormsTest:
         with pooling.portable_switches():
             _, switches = layer(x)
             assert keras.backend.standardize_dtype(switches.dtype) == "bool"
+        _, switches = layer(x, training=True)  # training keeps masks
+        assert keras.backend.standardize_dtype(switches.dtype) == "bool"
         symbolic = layer(keras.Input((None, None, 2)))[1]
         assert symbolic.dtype == ("float32" if cpu_kernels else "bool")
 
