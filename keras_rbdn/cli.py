@@ -17,9 +17,13 @@ import argparse
 import os
 import sys
 
-# `keras_rbdn.training.PRECISIONS`, repeated so that parsing the command
-# line needs no Keras import (a test keeps the two equal).
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Importing this module imports the package first, which imports Keras
+# quietly for the command line (`keras_rbdn._quiet_start`).
+import keras
+
+import keras_rbdn
+from keras_rbdn.training import PRECISIONS
+
 COMMANDS = {
     # command: (default model, default task, output suffix, help)
     "denoise": ("denoise", "denoise", "_denoised", "remove Gaussian noise"),
@@ -33,13 +37,6 @@ COMMANDS = {
 }
 
 
-def _import_keras_rbdn():
-    # Imported quietly for the command line: `keras_rbdn._quiet_start`.
-    import keras_rbdn
-
-    return keras_rbdn
-
-
 def _load_in_precision(name, task, precision):
     """`keras_rbdn.load` with the layers built in `precision`.
 
@@ -47,7 +44,6 @@ def _load_in_precision(name, task, precision):
     it was saved with, so any other precision is refused for it. The
     global dtype policy is restored afterwards.
     """
-    keras_rbdn = _import_keras_rbdn()
     if name not in keras_rbdn.presets.PRESETS:
         if precision != "float32" and os.path.isfile(name):
             raise ValueError(
@@ -58,8 +54,6 @@ def _load_in_precision(name, task, precision):
         # A model file in its own precision, or a name that the loader
         # rejects with its own error.
         return keras_rbdn.load(name, task=task)
-    import keras
-
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
@@ -71,7 +65,6 @@ def _load_in_precision(name, task, precision):
 def _load_model(args, name, task):
     """The model to run: loaded in `--precision`, folded if
     `--fold-batch-norm`."""
-    keras_rbdn = _import_keras_rbdn()
     model = _load_in_precision(name, task, args.precision)
     if args.fold_batch_norm:
         model = keras_rbdn.fold_batch_norm(model)
@@ -178,7 +171,6 @@ def _run_evaluate(args):
 
 
 def _run_export(args):
-    keras_rbdn = _import_keras_rbdn()
     model = _load_model(args, args.model, args.task)
     name = args.name
     if name is None and args.model in keras_rbdn.presets.PRESETS:
@@ -272,7 +264,6 @@ def main(argv=None):
     """Runs the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        _import_keras_rbdn()
         return args.handler(args)
     except KeyboardInterrupt:
         print("keras-rbdn: interrupted", file=sys.stderr)

@@ -24,8 +24,12 @@ def digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def test_precisions_are_the_training_ones():
-    assert cli.PRECISIONS == keras_rbdn.training.PRECISIONS
+@pytest.mark.parametrize("command", ["denoise", "relight", "colorize"])
+def test_precisions_are_the_training_ones(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "a.png", "--precision", "float64"])
+    choices = ", ".join(f"'{p}'" for p in keras_rbdn.training.PRECISIONS)
+    assert f"(choose from {choices})" in capsys.readouterr().err
 
 
 class DenoiseCommandTest:

@@ -334,23 +334,16 @@ def _unpool_with_cpu_kernels(values, switches):
     return unpool(values)
 
 
-def _mask_of_map(switches):
-    """The boolean mask of each window's first maximum in a map."""
+def _pool_with_mask(inputs):
+    """The pooled values and the boolean mask of each window's first
+    maximum, in the form each backend computes fastest."""
     if _use_window_view():
-        padded = _pad_to_even(switches, float("-inf"))
-        window_max = ops.max_pool(padded, _WINDOW, _WINDOW, padding="valid")
-        height, width = _spatial_size(switches)
-        return _switch_mask(padded, window_max)[:, :height, :width, :]
-    _, switch_index = _pool_tournament(_window_corners(switches))
-    return _mask_of_index(switch_index, switches)
-
-
-def _mask_of_index(switch_index, like):
-    """Full-size mask (the size of `like`) from each window's index 0..3."""
-    height, width = ops.shape(like)[1], ops.shape(like)[2]
+        return list(_pool_window_view(inputs))
+    pooled, switch_index = _pool_tournament(_window_corners(inputs))
+    height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]
     switch_index = _upsample_nearest(switch_index, height, width)
     position = ops.cast(_window_position(height, width), "int8")
-    return ops.equal(switch_index, position[None, :, :, None])
+    return [pooled, ops.equal(switch_index, position[None, :, :, None])]
 
 
 @keras.saving.register_keras_serializable(package="keras_rbdn")
@@ -436,10 +429,7 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     def call(self, inputs, training=None):
         if self._returns_input(training):
             return [_pooled_only(inputs), ops.stop_gradient(inputs)]
-        if _use_window_view():
-            return list(_pool_window_view(inputs))
-        pooled, switch_index = _pool_tournament(_window_corners(inputs))
-        return [pooled, _mask_of_index(switch_index, inputs)]
+        return _pool_with_mask(inputs)
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
@@ -545,7 +535,7 @@ class MaxUnpooling2D(keras.layers.Layer):
         if keras.backend.standardize_dtype(switches.dtype) != "bool":
             if _cpu_max_pool_kernels():
                 return _unpool_with_cpu_kernels(values, switches)
-            switches = _mask_of_map(switches)
+            switches = _pool_with_mask(switches)[1]
         if _use_window_view():
             return _unpool_window_view(values, switches)
         height, width = ops.shape(switches)[1], ops.shape(switches)[2]
