@@ -233,6 +233,7 @@ def load_average():
 # which is how a run imitates an older CPU: SPEED_NOTES section 28).
 TUNING_VARIABLES = (
     "XLA_FLAGS",
+    "TF_XLA_FLAGS",
     "ONEDNN_MAX_CPU_ISA",
     "TF_ENABLE_ONEDNN_OPTS",
     "OMP_NUM_THREADS",

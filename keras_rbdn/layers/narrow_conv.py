@@ -125,6 +125,11 @@ class NarrowConv2D(keras.layers.Conv2D):
             return "rows"
         return None
 
+    def convolution_op(self, inputs, kernel):
+        if keras.backend.backend() == "torch" and kernel.shape[-1] == 1:
+            kernel = _contiguous_for_torch(kernel)
+        return super().convolution_op(inputs, kernel)
+
     def call(self, inputs):
         form = getattr(self, "_form", None)
         if form is None:
@@ -148,6 +153,19 @@ class NarrowConv2D(keras.layers.Conv2D):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+
+def _contiguous_for_torch(kernel):
+    """`kernel` as a view whose PyTorch layout, `(out, in, h, w)`, is dense.
+
+    With one filter, Keras' `(h, w, in, 1)` kernel becomes a PyTorch weight
+    with strides `(1, 1, ...)`, which PyTorch's CPU float16 convolution
+    (`slow_conv2d`, used on CPUs without native float16) rejects in the
+    backward pass ("grad_weight must be contiguous"). Copying the kernel
+    into PyTorch's layout and handing Keras the matching view avoids it.
+    """
+    dense = ops.transpose(kernel, (3, 2, 0, 1)).contiguous()
+    return ops.transpose(dense, (2, 3, 1, 0))
 
 
 def _device_platform():

@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import math
+import os
 
 import keras
 from keras import ops
@@ -157,11 +158,13 @@ def _cpu_max_pool_kernels():
     unpooling and its gradient. With the pooled input as the switches,
     that skips the mask (`benchmarks/SPEED_NOTES.md`, section 29). Only
     with TensorFlow, when no GPU is visible, outside `portable_switches()`
-    and outside XLA (`jit_compile=True`), whose lowering of these kernels
-    breaks ties another way. (Graphs clustered by XLA's CPU auto-jit,
-    which is off by default, are not detected.)
+    and outside XLA, whose lowering of these kernels breaks ties another
+    way on odd sizes: not inside `jit_compile=True`, and not when
+    `TF_XLA_FLAGS` lets XLA's auto-clustering compile CPU ops.
     """
     if not _use_window_view() or _portable_graphs[0]:
+        return False
+    if _xla_clusters_cpu_ops():
         return False
     import tensorflow as tf
     from tensorflow.python.ops import control_flow_util  # no public API
@@ -170,6 +173,23 @@ def _cpu_max_pool_kernels():
     if control_flow_util.GraphOrParentsInXlaContext(graph):
         return False
     return not tf.config.list_logical_devices("GPU")
+
+
+def _xla_clusters_cpu_ops():
+    """Whether `TF_XLA_FLAGS` turns on `--tf_xla_cpu_global_jit`.
+
+    Without it, XLA's auto-clustering (`--tf_xla_auto_jit`,
+    `tf.config.optimizer.set_jit`) leaves CPU ops alone; with it, the
+    max-pool gradient kernels may be compiled by XLA. TensorFlow offers no
+    way to read its parsed flags, so this reads the variable (the last
+    setting wins) and assumes clustering whenever the CPU may take part.
+    """
+    enabled = False
+    for flag in os.environ.get("TF_XLA_FLAGS", "").split():
+        name, _, value = flag.partition("=")
+        if name == "--tf_xla_cpu_global_jit":
+            enabled = value.lower() not in ("false", "0")
+    return enabled
 
 
 def _first_max_mask(padded, window_max):
@@ -377,10 +397,9 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
       TensorFlow when no GPU is visible (its CPU max-pool gradient kernels
       then do the unpooling, 1.05x faster for RBDN-3:
       `benchmarks/SPEED_NOTES.md`, section 29), `"mask"` otherwise: in
-      training (`training=True`, which gained nothing and gave run-to-run
-      different gradients in bfloat16), on GPUs, under XLA and inside
-      `portable_switches()`, which `keras_rbdn.export` uses so that its
-      SavedModels run on any device.
+      training (`training=True`, which gained nothing), on GPUs, under
+      XLA and inside `portable_switches()`, which `keras_rbdn.export`
+      uses so that its SavedModels run on any device.
 
     Only channels-last inputs are supported.
 
@@ -503,8 +522,19 @@ class MaxUnpooling2D(keras.layers.Layer):
     itself, the position its maximum came from. Any other map works the
     same way (a 0/1 mask with one 1 per window, say).
 
+    With TensorFlow on a CPU and switches that are a map, not a mask, the
+    unpooling runs on TensorFlow's max-pool gradient kernels, except with
+    `training=True`, where a mask of the map is computed instead: those
+    kernels gave wrong gradients in some calls of bfloat16 training graphs
+    (`benchmarks/SPEED_NOTES.md`, section 30).
+
     Args:
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: `[values, switches]`, as below.
+        training: Python boolean, as Keras passes it. Only changes which
+            kernels TensorFlow uses on a CPU, not the result.
 
     Input shape:
         A list `[values, switches]`: `values` of shape
@@ -530,10 +560,10 @@ class MaxUnpooling2D(keras.layers.Layer):
             keras.layers.InputSpec(ndim=4),
         ]
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         values, switches = inputs
         if keras.backend.standardize_dtype(switches.dtype) != "bool":
-            if _cpu_max_pool_kernels():
+            if not training and _cpu_max_pool_kernels():
                 return _unpool_with_cpu_kernels(values, switches)
             switches = _pool_with_mask(switches)[1]
         if _use_window_view():

@@ -104,6 +104,23 @@ class NarrowConv2DTest:
             atol=1e-4,
         )
 
+    @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+    def test_half_precision_gradients(self, policy, form):
+        # PyTorch's CPU float16 convolution rejected the one-filter kernel
+        # in its backward pass on CPUs without native float16.
+        layer = random_layer(1, 3, 6, dtype=policy)
+        plain = keras.layers.Conv2D(1, 3, padding="same")
+        plain.build((None, None, None, 6))
+        plain.set_weights(layer.get_weights())
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(2, 10, 12, 6)).astype("float32")
+        upstream = rng.normal(size=(2, 10, 12, 1)).astype("float32")
+        actual = gradient(
+            lambda v: ops.multiply(ops.cast(layer(v), "float32"), upstream), x
+        )
+        expected = gradient(lambda v: ops.multiply(plain(v), upstream), x)
+        assert np.abs(actual - expected).max() < 0.02 * np.abs(expected).max()
+
     def test_trains_under_jit(self, form):
         inputs = keras.Input((None, None, 4))
         outputs = NarrowConv2D(1, 5, padding="same")(inputs)

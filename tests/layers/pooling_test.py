@@ -9,6 +9,7 @@ from keras_rbdn.layers import MaxPoolingWithArgmax2D
 from keras_rbdn.layers import MaxUnpooling2D
 from keras_rbdn.layers import pooling
 from tests.testing import gradient
+from tests.testing import run_in_fresh_process
 
 TENSORFLOW = keras.backend.backend() == "tensorflow"
 
@@ -371,6 +372,76 @@ class SwitchesFormsTest:
         np.testing.assert_array_equal(
             pool_and_unpool(x, values).numpy(), reference_unpool(values, mask)
         )
+
+    @pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow's CPU kernels")
+    @pytest.mark.parametrize("training", [None, True])
+    def test_the_cpu_kernels_unpool_for_inference_only(self, training):
+        # In bfloat16 training graphs of RBDN-3 they gave wrong gradients
+        # in some calls (`benchmarks/SPEED_NOTES.md`, section 30).
+        import tensorflow as tf
+
+        pool, unpool = MaxPoolingWithArgmax2D("input"), MaxUnpooling2D()
+
+        @tf.function
+        def pool_and_unpool(x):
+            pooled, switches = pool(x, training=training)
+            return unpool([pooled, switches], training=training)
+
+        spec = tf.TensorSpec((2, 8, 6, 3), "float32")
+        graph = pool_and_unpool.get_concrete_function(spec).graph
+        types = {op.type for op in graph.get_operations()}
+        kernels = not training and not _tensorflow_sees_a_gpu()
+        assert ("MaxPoolGrad" in types) == kernels
+
+    @pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow's XLA flags")
+    def test_xla_auto_clustering_on_the_cpu_keeps_the_tie_rule(self):
+        # With these flags XLA compiles the max-pool gradient kernels of a
+        # plain `tf.function` (even in a cluster this small), and breaks
+        # ties another way on odd sizes.
+        out = run_in_fresh_process("""
+            import os
+            os.environ["TF_XLA_FLAGS"] = (
+                "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"
+                " --tf_xla_min_cluster_size=1"
+            )
+            import numpy as np
+            import tensorflow as tf
+            from keras_rbdn.layers import MaxPoolingWithArgmax2D
+            from keras_rbdn.layers import MaxUnpooling2D
+            from tests.layers.pooling_test import reference_pool
+            from tests.layers.pooling_test import reference_unpool
+
+            rng = np.random.default_rng(15)
+            x = rng.integers(0, 3, size=(2, 15, 13, 4)).astype("float32")
+            values = rng.normal(size=(2, 8, 7, 4)).astype("float32")
+            pool, unpool = MaxPoolingWithArgmax2D("auto"), MaxUnpooling2D()
+
+            @tf.function
+            def pool_and_unpool(x, values):
+                _, switches = pool(x)
+                return unpool([values, switches])
+
+            expected = reference_unpool(values, reference_pool(x)[1])
+            misplaced = pool_and_unpool(x, values).numpy() != expected
+            print(int(misplaced.sum()))
+        """)
+        assert out.split()[-1] == "0"
+
+    @pytest.mark.parametrize(
+        "flags, clustered",
+        [
+            ("", False),
+            ("--tf_xla_auto_jit=2", False),  # GPU ops only
+            ("--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit", True),
+            ("--tf_xla_cpu_global_jit=true", True),
+            ("--tf_xla_cpu_global_jit --tf_xla_cpu_global_jit=false", False),
+        ],
+    )
+    def test_reads_whether_xla_may_cluster_cpu_ops(
+        self, flags, clustered, monkeypatch
+    ):
+        monkeypatch.setenv("TF_XLA_FLAGS", flags)
+        assert pooling._xla_clusters_cpu_ops() is clustered
 
     def test_config_and_errors(self):
         layer = MaxPoolingWithArgmax2D("auto", name="pool")
