@@ -240,6 +240,11 @@ def _switch_mask(padded, window_max):
     return _compiled_first_max_mask()(padded, window_max)
 
 
+def _switch_mask_of(x, window_max):
+    """The first-maximum mask of `x` (any size), padded to even size."""
+    return _switch_mask(_pad_to_even(x, float("-inf")), window_max)
+
+
 def _pool_window_view(inputs):
     """Max pool with switches: a native max pool and a window-view mask.
 
@@ -293,17 +298,25 @@ def _unpool_window_view(values, switches):
     @tf.custom_gradient
     def unpool(values):
         def grad(upstream):
-            selected = ops.where(
-                padded_switches,
-                _pad_to_even(upstream, 0.0),
-                ops.cast(float("-inf"), upstream.dtype),
-            )
-            return ops.max_pool(selected, _WINDOW, _WINDOW, padding="valid")
+            return _read_at_switches(upstream, padded_switches)
 
         upsampled = _select_at_switches(values, padded_switches)
         return upsampled[:, :height, :width, :], grad
 
     return unpool(values)
+
+
+def _read_at_switches(upstream, padded_switches):
+    """The gradient of an unpooling: `upstream` read at each window's
+    switch (`padded_switches`, a boolean mask of even size), as a max pool
+    with `-inf` off the switches. One finite member per window, so it is
+    exact in every dtype."""
+    selected = ops.where(
+        padded_switches,
+        _pad_to_even(upstream, 0.0),
+        ops.cast(float("-inf"), upstream.dtype),
+    )
+    return ops.max_pool(selected, _WINDOW, _WINDOW, padding="valid")
 
 
 def _max_pool_same(x):
@@ -316,12 +329,17 @@ def _max_pool_same(x):
 def _unpool_with_cpu_kernels(values, switches):
     """Each value at its window's first maximum in `switches` (a map).
 
-    `MaxPoolGrad` is the unpooling, `MaxPoolGradGrad` its gradient. Their
-    `orig_output` is the max pool of `switches`: the same op as the
-    pooling's, which TensorFlow's graph optimizer merges with it, and
-    oneDNN's kernels then reuse what the pooling found (recomputing it
-    made the unpooling twice as slow). `values` are computed in the dtype
-    of `switches`, so that casting never creates ties.
+    `MaxPoolGrad` is the unpooling. Its `orig_output` is the max pool of
+    `switches`: the same op as the pooling's, which TensorFlow's graph
+    optimizer merges with it, and oneDNN's kernels then reuse what the
+    pooling found (recomputing it made the unpooling twice as slow).
+    `values` are computed in the dtype of `switches`, so that casting
+    never creates ties.
+
+    The gradient reads the upstream gradient through a mask of `switches`
+    rather than with `MaxPoolGradGrad`: graphs holding both kernels gave
+    wrong gradients in some calls (`benchmarks/SPEED_NOTES.md`, sections
+    30 and 31), and with the mask no graph holds `MaxPoolGradGrad`.
     """
     import tensorflow as tf
 
@@ -335,13 +353,8 @@ def _unpool_with_cpu_kernels(values, switches):
     @tf.custom_gradient
     def unpool(values):
         def grad(upstream):
-            gathered = tf.raw_ops.MaxPoolGradGrad(
-                orig_input=switches,
-                orig_output=window_max,
-                grad=tf.cast(upstream, switches.dtype),
-                **options,
-            )
-            return tf.cast(gathered, upstream.dtype)
+            mask = _switch_mask_of(switches, window_max)
+            return _read_at_switches(upstream, mask)
 
         unpooled = tf.raw_ops.MaxPoolGrad(
             orig_input=switches,
@@ -496,8 +509,7 @@ def _pool_with_mask_in_gradient(inputs):
         window_max = _max_pool_same(x)
 
         def grad(upstream):
-            padded = _pad_to_even(x, float("-inf"))
-            mask = _switch_mask(padded, window_max)
+            mask = _switch_mask_of(x, window_max)
             height, width = _spatial_size(x)
             unpooled = _select_at_switches(upstream, mask)
             return unpooled[:, :height, :width, :]

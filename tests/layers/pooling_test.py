@@ -393,6 +393,29 @@ class SwitchesFormsTest:
         kernels = not training and not _tensorflow_sees_a_gpu()
         assert ("MaxPoolGrad" in types) == kernels
 
+    @pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow's CPU kernels")
+    @pytest.mark.parametrize("training", [None, False, True])
+    def test_no_gradient_graph_holds_max_pool_grad_grad(self, training):
+        # Graphs holding both max-pool gradient kernels gave wrong
+        # gradients (`benchmarks/SPEED_NOTES.md`, sections 30 and 31).
+        import tensorflow as tf
+
+        pool, unpool = MaxPoolingWithArgmax2D("input"), MaxUnpooling2D()
+
+        @tf.function
+        def gradients(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                pooled, switches = pool(x, training=training)
+                out = unpool([pooled * 2.0, switches], training=training)
+                total = tf.reduce_sum(out * x)
+            return tape.gradient(total, x)
+
+        spec = tf.TensorSpec((2, 8, 6, 3), "float32")
+        graph = gradients.get_concrete_function(spec).graph
+        types = {op.type for op in graph.get_operations()}
+        assert "MaxPoolGradGrad" not in types
+
     @pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow's XLA flags")
     def test_xla_auto_clustering_on_the_cpu_keeps_the_tie_rule(self):
         # With these flags XLA compiles the max-pool gradient kernels of a
