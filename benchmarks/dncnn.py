@@ -94,18 +94,20 @@ def fold_batch_norm(model):
     return copy_folded_weights(model, target)
 
 
-def multiply_adds_per_layer(model):
+def multiply_adds_per_layer(model, size=(256, 256)):
     """Multiply-adds per input pixel of each `Conv2D` layer, by name.
 
-    Each convolution counts at its resolution relative to the input (read
-    from the layer's input shape on a 256x256 probe).
+    Each convolution counts at its resolution relative to the input, read
+    from the layer's input shape on a probe image of `size` (rows,
+    columns); odd sizes count the pooled maps' rounded-up sizes.
     """
-    probe = 256
+    rows, columns = size
     counts = {}
-    for layer, (height, width, in_channels) in _conv_input_shapes(model, probe):
+    shapes = _conv_input_shapes(model, rows, columns)
+    for layer, (height, width, in_channels) in shapes:
         kernel_height, kernel_width = layer.kernel_size
         per_output = kernel_height * kernel_width * in_channels * layer.filters
-        counts[layer.name] = per_output * (height * width) / (probe * probe)
+        counts[layer.name] = per_output * (height * width) / (rows * columns)
     return counts
 
 
@@ -118,7 +120,7 @@ def multiply_adds_per_pixel(model):
     return sum(multiply_adds_per_layer(model).values())
 
 
-def _conv_input_shapes(model, probe):
+def _conv_input_shapes(model, rows, columns):
     """(layer, (h, w, c_in)) for every Conv2D, traced on a probe image."""
     channels = model.inputs[0].shape[-1]
     probe_model = keras.Model(
@@ -134,7 +136,7 @@ def _conv_input_shapes(model, probe):
         for layer in model.layers
         if isinstance(layer, keras.layers.Conv2D)
     ]
-    spec = keras.KerasTensor((1, probe, probe, channels))
+    spec = keras.KerasTensor((1, rows, columns, channels))
     outputs = probe_model.compute_output_spec(spec)
     return [
         (layer, tuple(output.shape[1:]))

@@ -182,6 +182,13 @@ def versions():
     return found
 
 
+def versions_text():
+    """`versions()` as "name version, ..."."""
+    return ", ".join(
+        f"{name} {version}" for name, version in versions().items()
+    )
+
+
 def _commit():
     """The checked-out commit, read from .git without running git."""
     try:
@@ -257,7 +264,7 @@ def environment_lines(start):
     return [
         f"- date: {start:%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, "
         f"{os.cpu_count()} CPUs; device: {accelerator()}",
-        f"- versions: {versions()}",
+        f"- versions: {versions_text()}",
         f"- source revision: {source_revision()}",
         *tuning_environment_lines(),
     ]
@@ -474,12 +481,35 @@ def gray_test_image():
     return image[:rows, :cols], "camera.png cropped"
 
 
-def single_image(models, args):
-    """Seconds per 481x321 gray image: RBDN-3 (batch 1) and BM3D."""
+def noisy_test_image():
+    """`gray_test_image()` with noise of sigma `BM3D_SIGMA`, and its
+    source."""
     image, source = gray_test_image()
     rng = np.random.default_rng(2)
     noisy = image + rng.normal(scale=BM3D_SIGMA / 255, size=image.shape)
-    noisy = noisy.astype("float32")
+    return noisy.astype("float32"), source
+
+
+def bm3d_seconds(noisy, args):
+    """Seconds of each of `args.bm3d_repeats` BM3D calls on `noisy` (a 2-D
+    image), or a string saying why BM3D was not run."""
+    if args.no_bm3d:
+        return "skipped (--no-bm3d)"
+    try:
+        import bm3d
+    except ImportError:
+        return "not installed (pip install bm3d)"
+    seconds = []
+    for _ in range(args.bm3d_repeats):
+        start = time.perf_counter()
+        bm3d.bm3d(noisy, sigma_psd=BM3D_SIGMA / 255)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def single_image(models, args):
+    """Seconds per 481x321 gray image: RBDN-3 (batch 1) and BM3D."""
+    noisy, source = noisy_test_image()
     model = models["RBDN-3"]
     batch = noisy[None, :, :, None]
     times = alternate(
@@ -488,19 +518,10 @@ def single_image(models, args):
         args.repeats,
     )["RBDN-3"]
     result = {"source": source, "RBDN-3": statistics.median(times)}
-    if args.no_bm3d:
-        result["BM3D"] = "skipped (--no-bm3d)"
+    bm3d_times = bm3d_seconds(noisy, args)
+    if isinstance(bm3d_times, str):
+        result["BM3D"] = bm3d_times
         return result
-    try:
-        import bm3d
-    except ImportError:
-        result["BM3D"] = "not installed (pip install bm3d)"
-        return result
-    bm3d_times = []
-    for _ in range(args.bm3d_repeats):
-        start = time.perf_counter()
-        bm3d.bm3d(noisy, sigma_psd=BM3D_SIGMA / 255)
-        bm3d_times.append(time.perf_counter() - start)
     result["BM3D"] = statistics.median(bm3d_times)
     result["BM3D_all"] = bm3d_times
     return result
@@ -556,7 +577,7 @@ def report(args, results, loads, elapsed):
         f"- machine: {cpu_model()}, {os.cpu_count()} CPUs, "
         f"{platform.system()} {platform.release()}",
         f"- device: {accelerator()}",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        f"- versions: {versions_text()}",
         f"- source revision: {source_revision()}",
         *tuning_environment_lines(),
         f"- precision policy: {args.precision}; jit_compile={args.jit}",

@@ -21,6 +21,7 @@ BENCHMARKS = os.path.join(
 )
 sys.path.insert(0, BENCHMARKS)
 
+import conv_floor  # noqa: E402
 import conv_forms  # noqa: E402
 import dncnn  # noqa: E402
 import layer_profile  # noqa: E402
@@ -127,6 +128,62 @@ def test_multiply_adds_per_layer():
     assert counts["conv2_1"] == 3 * 3 * 128 * 64 / 4  # concat1, scale 1/2
     assert counts["convB3_2"] == 3 * 3 * 64 * 64 / 256  # scale 1/16
     assert sum(counts.values()) == 132624
+
+
+# RBDN-3's multiply-adds on one 321x481 image, counted by hand: each
+# pooling rounds odd sizes up (321x481, 161x241, 81x121, 41x61, 21x31).
+HALF, QUARTER, EIGHTH = 161 * 241, 81 * 121, 41 * 61
+RBDN3_MULTIPLY_ADDS_321X481 = (
+    9
+    * 64
+    * 64
+    * (
+        2 * 81 / 9 * 321 * 481 / 64  # conv1, deconv1: 9x9, 1 <-> 64
+        + (2 + 8 + 2)
+        * HALF  # conv2_1 (128 in), conv2_2-9, convB1_1, deconvB1_1
+        + (2 + 2) * QUARTER  # convB1_2 (128 in), convB2_1, deconvB2_1
+        + (2 + 2) * EIGHTH  # convB2_2 (128 in), convB3_1, deconvB3_1
+        + 21 * 31  # convB3_2
+    )
+)
+
+
+def test_multiply_adds_per_layer_at_odd_sizes():
+    counts = dncnn.multiply_adds_per_layer(
+        keras_rbdn.build(branches=3, task="denoise"), size=(321, 481)
+    )
+    pixels = 321 * 481
+    assert round(counts["conv2_1"] * pixels) == 9 * 128 * 64 * HALF
+    assert round(counts["convB3_2"] * pixels) == 9 * 64 * 64 * 21 * 31
+    assert round(sum(counts.values()) * pixels) == RBDN3_MULTIPLY_ADDS_321X481
+
+
+@pytest.mark.slow
+def test_conv_floor_command_writes_its_report(tmp_path):
+    report = tmp_path / "floor.md"
+    conv_floor.main(
+        [
+            "--warmup=0",
+            "--repeats=1",
+            "--matrix-size=64",
+            "--no-bm3d",
+            f"--output={report}",
+        ]
+    )
+    text = report.read_text()
+    total = RBDN3_MULTIPLY_ADDS_321X481 / 1e9
+    assert f"| **total** | **{total:.2f}** |" in text
+    rates = re.findall(r"\| ([\d.]+) \|\n", text.split("## This")[1])
+    floor = re.search(r"\| floor at ([\d.]+) GMAC/s \| ([\d.]+) \|", text)
+    best = max(float(rate) for rate in rates)
+    assert float(floor.group(1)) == pytest.approx(best, abs=0.05)
+    # The rates are printed to 0.1 GMAC/s.
+    assert float(floor.group(2)) == pytest.approx(
+        total / best, rel=0.05 / best + 1e-3
+    )
+    assert "RBDN-3, batch normalization folded" in text
+    assert "| BM3D | skipped (--no-bm3d) | | |" in text
+    assert "- versions: python " in text
 
 
 def test_hlo_layers_reads_the_layer_scope():
