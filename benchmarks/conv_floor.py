@@ -3,7 +3,8 @@
 Counts RBDN-3's multiply-adds on one 481x321 gray image, each convolution
 at its own resolution, and measures this machine's float32 multiply-add
 rate on the network's most common convolution (3 x 3, 64 to 64 channels,
-with ReLU, at half the image's size) and on a square matrix product. The
+with ReLU, at half the image's size, as `conv2_2` to `conv2_9`) and on a
+square matrix product. The
 count divided by the faster rate is the floor: the time RBDN-3 would take
 if every convolution ran at that rate and everything else were free. Then
 it times the network (as built, and with batch normalization folded) and
@@ -86,29 +87,34 @@ def conv_chain(height, width, depth):
 def rate_rows(shape, args):
     """(label, seconds, multiply-adds) of the two rate measurements.
 
-    The convolutions run as the network's do: a compiled model called
-    with `predict_on_batch`, eight in a row so that copying the maps in
-    and out costs little.
+    The convolutions run as the network's do, in a compiled model called
+    with `predict_on_batch`. Their time is the difference between a chain
+    of 12 and one of 4, so that copying the maps in and out and the call
+    itself cancel out.
     """
     rng = np.random.default_rng(0)
     height, width = (math.ceil(side / 2) for side in shape)
-    depth = 8
-    chain = conv_chain(height, width, depth)
     maps = rng.uniform(size=(1, height, width, 64)).astype("float32")
+    short, long = (conv_chain(height, width, depth) for depth in (4, 12))
+    seconds = speed.alternate(
+        {
+            "short": lambda: short.predict_on_batch(maps),
+            "long": lambda: long.predict_on_batch(maps),
+        },
+        args.warmup,
+        args.repeats,
+    )
     side = args.matrix_size
     matrix = ops.convert_to_tensor(
         rng.uniform(size=(side, side)).astype("float32")
     )
     return [
         (
-            f"{depth} 3x3 convolutions, 64 -> 64 channels, ReLU, "
-            f"1 x {width}x{height} (`predict_on_batch`)",
-            median_seconds(
-                lambda: chain.predict_on_batch(maps),
-                args.warmup,
-                args.repeats,
-            ),
-            depth * height * width * 9 * 64 * 64,
+            f"3x3 convolutions, 64 -> 64 channels, ReLU, 1 x {width}x{height}"
+            " (chains of 12 and 4 layers: 8 layers' difference)",
+            statistics.median(seconds["long"])
+            - statistics.median(seconds["short"]),
+            8 * height * width * 9 * 64 * 64,
         ),
         (
             f"matrix product, {side} x {side} by {side} x {side}",
