@@ -46,10 +46,7 @@ def parse_args(argv=None):
         default=2048,
         help="side of the square matrix product that measures the rate",
     )
-    parser.add_argument(
-        "--no-bm3d", action="store_true", help="skip BM3D even if installed"
-    )
-    parser.add_argument("--bm3d-repeats", type=int, default=5)
+    speed.add_bm3d_arguments(parser, repeats=5)
     parser.add_argument(
         "--output",
         default=None,

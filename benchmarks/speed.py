@@ -103,10 +103,7 @@ def parse_args(argv=None):
         help="time inference and the single image with batch normalization "
         "folded into the convolutions, in both networks (training keeps it)",
     )
-    parser.add_argument(
-        "--no-bm3d", action="store_true", help="skip BM3D even if installed"
-    )
-    parser.add_argument("--bm3d-repeats", type=int, default=3)
+    add_bm3d_arguments(parser, repeats=3)
     parser.add_argument(
         "--output",
         default=None,
@@ -278,6 +275,14 @@ def require_backend(script, backend, reason):
             f"{script} {reason} and needs KERAS_BACKEND={backend}. "
             f"Received: {received}"
         )
+
+
+def add_bm3d_arguments(parser, repeats):
+    """`--no-bm3d` and `--bm3d-repeats`, which `bm3d_seconds` reads."""
+    parser.add_argument(
+        "--no-bm3d", action="store_true", help="skip BM3D even if installed"
+    )
+    parser.add_argument("--bm3d-repeats", type=int, default=repeats)
 
 
 def add_timing_arguments(parser, name, repeats=10):
