@@ -101,6 +101,14 @@ def rate_rows(shape, args):
         args.warmup,
         args.repeats,
     )
+    difference = statistics.median(seconds["long"]) - statistics.median(
+        seconds["short"]
+    )
+    if difference <= 0:
+        raise SystemExit(
+            "The 12-layer chain took no longer than the 4-layer one: the "
+            "machine is too busy for this measurement. Use more --repeats."
+        )
     side = args.matrix_size
     matrix = ops.convert_to_tensor(
         rng.uniform(size=(side, side)).astype("float32")
@@ -109,8 +117,7 @@ def rate_rows(shape, args):
         (
             f"3x3 convolutions, 64 -> 64 channels, ReLU, 1 x {width}x{height}"
             " (chains of 12 and 4 layers: 8 layers' difference)",
-            statistics.median(seconds["long"])
-            - statistics.median(seconds["short"]),
+            difference,
             8 * height * width * 9 * 64 * 64,
         ),
         (

@@ -131,20 +131,19 @@ def test_multiply_adds_per_layer():
 
 
 # RBDN-3's multiply-adds on one 321x481 image, counted by hand: each
-# pooling rounds odd sizes up (321x481, 161x241, 81x121, 41x61, 21x31).
-HALF, QUARTER, EIGHTH = 161 * 241, 81 * 121, 41 * 61
+# pooling rounds odd sizes up.
+FULL, HALF, QUARTER = 321 * 481, 161 * 241, 81 * 121
+EIGHTH, SIXTEENTH = 41 * 61, 21 * 31
+C3 = 9 * 64 * 64  # a 3x3, 64 -> 64 convolution, per output pixel
 RBDN3_MULTIPLY_ADDS_321X481 = (
-    9
-    * 64
-    * 64
-    * (
-        2 * 81 / 9 * 321 * 481 / 64  # conv1, deconv1: 9x9, 1 <-> 64
-        + (2 + 8 + 2)
-        * HALF  # conv2_1 (128 in), conv2_2-9, convB1_1, deconvB1_1
-        + (2 + 2) * QUARTER  # convB1_2 (128 in), convB2_1, deconvB2_1
-        + (2 + 2) * EIGHTH  # convB2_2 (128 in), convB3_1, deconvB3_1
-        + 21 * 31  # convB3_2
-    )
+    2 * 81 * 64 * FULL  # conv1, deconv1: 9x9, 1 <-> 64
+    + 2 * C3 * HALF  # conv2_1: 128 -> 64
+    + 10 * C3 * HALF  # conv2_2 to conv2_9, convB1_1, deconvB1_1
+    + 2 * C3 * QUARTER  # convB1_2: 128 -> 64
+    + 2 * C3 * QUARTER  # convB2_1, deconvB2_1
+    + 2 * C3 * EIGHTH  # convB2_2: 128 -> 64
+    + 2 * C3 * EIGHTH  # convB3_1, deconvB3_1
+    + C3 * SIXTEENTH  # convB3_2
 )
 
 
@@ -153,8 +152,8 @@ def test_multiply_adds_per_layer_at_odd_sizes():
         keras_rbdn.build(branches=3, task="denoise"), size=(321, 481)
     )
     pixels = 321 * 481
-    assert round(counts["conv2_1"] * pixels) == 9 * 128 * 64 * HALF
-    assert round(counts["convB3_2"] * pixels) == 9 * 64 * 64 * 21 * 31
+    assert round(counts["conv2_1"] * pixels) == 2 * C3 * HALF
+    assert round(counts["convB3_2"] * pixels) == C3 * SIXTEENTH
     assert round(sum(counts.values()) * pixels) == RBDN3_MULTIPLY_ADDS_321X481
 
 
@@ -163,7 +162,7 @@ def test_conv_floor_command_writes_its_report(tmp_path):
     report = tmp_path / "floor.md"
     conv_floor.main(
         [
-            "--warmup=0",
+            "--warmup=1",
             "--repeats=1",
             "--matrix-size=64",
             "--no-bm3d",
