@@ -4,9 +4,9 @@ Counts RBDN-3's multiply-adds on one 481x321 gray image, each convolution
 at its own resolution, and measures this machine's float32 multiply-add
 rate on the network's most common convolution (3 x 3, 64 to 64 channels,
 with ReLU, at half the image's size, as `conv2_2` to `conv2_9`) and on a
-square matrix product. The
-count divided by the faster rate is the floor: the time RBDN-3 would take
-if every convolution ran at that rate and everything else were free. Then
+square matrix product. The count divided by the faster rate is the floor:
+the time RBDN-3 would take if every convolution ran at that rate and
+everything else were free. Then
 it times the network (as built, and with batch normalization folded) and
 BM3D on the same noisy image, and gives the BM3D / RBDN-3 ratios,
 including the best one direct convolutions could reach on this machine.
@@ -25,7 +25,6 @@ import argparse
 import datetime
 import math
 import statistics
-import time
 
 import dncnn
 import keras
@@ -56,17 +55,8 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def median_seconds(function, warmup, repeats):
-    """Median seconds of `function()`, its result copied to NumPy (which
-    waits for it on every backend)."""
-    for _ in range(warmup):
-        ops.convert_to_numpy(function())
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        ops.convert_to_numpy(function())
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+# The convolution rate is timed as the difference between these chains.
+SHORT_CHAIN, LONG_CHAIN = 4, 12
 
 
 def conv_chain(height, width, depth):
@@ -85,46 +75,55 @@ def rate_rows(shape, args):
     """(label, seconds, multiply-adds) of the two rate measurements.
 
     The convolutions run as the network's do, in a compiled model called
-    with `predict_on_batch`. Their time is the difference between a chain
-    of 12 and one of 4, so that copying the maps in and out and the call
-    itself cancel out.
+    with `predict_on_batch`. Their time is the difference between chains
+    of `LONG_CHAIN` and `SHORT_CHAIN` layers, so that copying the maps in
+    and out and the call itself cancel out. The two chains and the matrix
+    product are timed in alternation.
     """
     rng = np.random.default_rng(0)
     height, width = (math.ceil(side / 2) for side in shape)
     maps = rng.uniform(size=(1, height, width, 64)).astype("float32")
-    short, long = (conv_chain(height, width, depth) for depth in (4, 12))
-    seconds = speed.alternate(
-        {
-            "short": lambda: short.predict_on_batch(maps),
-            "long": lambda: long.predict_on_batch(maps),
-        },
-        args.warmup,
-        args.repeats,
-    )
-    difference = statistics.median(seconds["long"]) - statistics.median(
-        seconds["short"]
-    )
-    if difference <= 0:
-        raise SystemExit(
-            "The 12-layer chain took no longer than the 4-layer one: the "
-            "machine is too busy for this measurement. Use more --repeats."
-        )
     side = args.matrix_size
     matrix = ops.convert_to_tensor(
         rng.uniform(size=(side, side)).astype("float32")
     )
+    chains = {
+        depth: conv_chain(height, width, depth)
+        for depth in (SHORT_CHAIN, LONG_CHAIN)
+    }
+    functions = {
+        depth: (lambda chain=chain: chain.predict_on_batch(maps))
+        for depth, chain in chains.items()
+    }
+    # Copied to NumPy, which waits for the result on every backend.
+    functions["matrix"] = lambda: ops.convert_to_numpy(
+        ops.matmul(matrix, matrix)
+    )
+    seconds = {
+        name: statistics.median(times)
+        for name, times in speed.alternate(
+            functions, args.warmup, args.repeats
+        ).items()
+    }
+    layers = LONG_CHAIN - SHORT_CHAIN
+    difference = seconds[LONG_CHAIN] - seconds[SHORT_CHAIN]
+    if difference <= 0:
+        raise SystemExit(
+            f"The {LONG_CHAIN}-layer chain took no longer than the "
+            f"{SHORT_CHAIN}-layer one: the machine is too busy for this "
+            "measurement. Use more --repeats."
+        )
     return [
         (
             f"3x3 convolutions, 64 -> 64 channels, ReLU, 1 x {width}x{height}"
-            " (chains of 12 and 4 layers: 8 layers' difference)",
+            f" (chains of {LONG_CHAIN} and {SHORT_CHAIN} layers: {layers} "
+            "layers' difference)",
             difference,
-            8 * height * width * 9 * 64 * 64,
+            layers * height * width * 9 * 64 * 64,
         ),
         (
             f"matrix product, {side} x {side} by {side} x {side}",
-            median_seconds(
-                lambda: ops.matmul(matrix, matrix), args.warmup, args.repeats
-            ),
+            seconds["matrix"],
             side**3,
         ),
     ]
