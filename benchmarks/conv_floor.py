@@ -33,6 +33,7 @@ import speed
 from keras import ops
 
 import keras_rbdn
+from keras_rbdn.layers import Conv2D
 
 
 def parse_args(argv=None):
@@ -65,9 +66,7 @@ def conv_chain(height, width, depth):
     inputs = keras.Input((height, width, 64))
     outputs = inputs
     for _ in range(depth):
-        outputs = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(
-            outputs
-        )
+        outputs = Conv2D(64, 3, padding="same", activation="relu")(outputs)
     return keras.Model(inputs, outputs)
 
 

@@ -22,11 +22,14 @@ last layer's inference time) and under JAX on a GPU (1.58x for the last
 layer on an H100). The blocks form that RBDN's 9x9 layers use on a GPU
 is not used for 3x3 kernels (`MIN_BLOCKS_KERNEL_SIZE`): on an H100 it
 was slower for both of DnCNN's 3x3 layers (`conv_forms.py --kernel-size
-3`, `benchmarks/SPEED_NOTES.md` section 26).
+3`, `benchmarks/SPEED_NOTES.md` section 26). Its other layers are
+`keras_rbdn.layers.Conv2D`s, as RBDN's are, which skip Keras' input
+copies under PyTorch.
 """
 
 import keras
 
+from keras_rbdn.layers import Conv2D
 from keras_rbdn.layers import NarrowConv2D
 from keras_rbdn.models.folding import copy_folded_weights
 
@@ -55,7 +58,7 @@ def dncnn(depth=17, filters=64, channels=1, batch_norm=True, name="dncnn"):
     x = NarrowConv2D(filters, 3, padding="same", name="conv1")(inputs)
     x = keras.layers.ReLU(name="conv1_relu")(x)
     for index in range(2, depth):
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             filters,
             3,
             padding="same",

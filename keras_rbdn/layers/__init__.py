@@ -6,6 +6,7 @@ from keras_rbdn.layers.color import LabToRGB
 from keras_rbdn.layers.color import RGBToLab
 from keras_rbdn.layers.color import RGBToYCbCr
 from keras_rbdn.layers.color import YCbCrToRGB
+from keras_rbdn.layers.conv import Conv2D
 from keras_rbdn.layers.narrow_conv import NarrowConv2D
 from keras_rbdn.layers.noise import RandomGaussianNoise
 from keras_rbdn.layers.pooling import MaxPoolingWithArgmax2D

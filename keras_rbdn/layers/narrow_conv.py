@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_rbdn.layers.conv import Conv2D
+
 # Above this many channels on both sides the ordinary convolution kernels
 # are efficient and the layer behaves exactly like `keras.layers.Conv2D`.
 MAX_NARROW_FILTERS = 4
@@ -23,7 +25,7 @@ MIN_BLOCKS_KERNEL_SIZE = 7
 
 
 @keras.saving.register_keras_serializable(package="keras_rbdn")
-class NarrowConv2D(keras.layers.Conv2D):
+class NarrowConv2D(Conv2D):
     """`Conv2D` that is fast when it has few channels on one side.
 
     Same arguments, weights and function as `keras.layers.Conv2D`; only the

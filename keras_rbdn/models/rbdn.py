@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_rbdn.layers.conv import Conv2D
 from keras_rbdn.layers.narrow_conv import NarrowConv2D
 from keras_rbdn.layers.pooling import MaxPoolingWithArgmax2D
 from keras_rbdn.layers.pooling import MaxUnpooling2D
@@ -73,8 +74,10 @@ class RBDN(keras.Model):
 
     Every convolution is followed by batch normalization and ReLU, except
     `deconv1`. A stride-1 deconvolution is a convolution with a flipped
-    kernel, so `Conv2D` layers implement the deconvolutions (same parameter
-    count, same function class).
+    kernel, so convolution layers implement the deconvolutions (same
+    parameter count, same function class): `keras_rbdn.layers.Conv2D`
+    (Keras' `Conv2D` without its input copies under PyTorch) and, for
+    `conv1` and `deconv1`, `keras_rbdn.layers.NarrowConv2D`.
 
     Args:
         branches: int. Number of recursive branches N; 0 gives the paper's
@@ -172,7 +175,7 @@ class RBDN(keras.Model):
         concat = merge == "concat"
 
         def conv_block(
-            x, size, name, dilation_rate=1, conv=keras.layers.Conv2D
+            x, size, name, dilation_rate=1, conv=Conv2D
         ):
             return _conv_bn_relu(
                 x, filters, size, name, batch_norm, dilation_rate, conv
