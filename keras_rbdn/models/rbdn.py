@@ -174,9 +174,7 @@ class RBDN(keras.Model):
         learnable = upsampling == "learnable"
         concat = merge == "concat"
 
-        def conv_block(
-            x, size, name, dilation_rate=1, conv=Conv2D
-        ):
+        def conv_block(x, size, name, dilation_rate=1, conv=Conv2D):
             return _conv_bn_relu(
                 x, filters, size, name, batch_norm, dilation_rate, conv
             )
