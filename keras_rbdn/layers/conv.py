@@ -20,7 +20,8 @@ class Conv2D(keras.layers.Conv2D):
     PyTorch on a CPU the copies took 39% of RBDN-3's time
     (`benchmarks/SPEED_NOTES.md`, sections 27 and 32).
 
-    Every other backend, and channels-first data, use Keras' own code.
+    Every other backend, channels-first data and PyTorch graphs compiled
+    with `torch.compile` (`jit_compile=True`) use Keras' own code.
 
     Args:
         filters: int. Number of output channels.
@@ -35,14 +36,25 @@ class Conv2D(keras.layers.Conv2D):
     """
 
     def convolution_op(self, inputs, kernel):
-        if (
-            keras.backend.backend() != "torch"
-            or self.data_format != "channels_last"
-        ):
+        if not _eager_torch() or self.data_format != "channels_last":
             return super().convolution_op(inputs, kernel)
         return torch_conv_channels_last(
             inputs, kernel, self.strides, self.padding, self.dilation_rate
         )
+
+
+def _eager_torch():
+    """Whether this is the PyTorch backend, outside `torch.compile`.
+
+    Compiled (`jit_compile=True`), PyTorch's inductor failed on the view
+    with dynamic shapes ("cannot determine truth value of Relational"
+    while ordering its strides), so compiled graphs keep Keras' code.
+    """
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return not torch.compiler.is_compiling()
 
 
 def torch_conv_channels_last(inputs, kernel, strides, padding, dilation_rate):

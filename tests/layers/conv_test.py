@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_rbdn
 from keras_rbdn.layers import Conv2D
 
 TORCH = keras.backend.backend() == "torch"
@@ -110,4 +111,21 @@ def test_saved_model_file_keeps_the_layer_and_its_weights(tmp_path):
     x = np.random.default_rng(2).random((1, 8, 8, 3)).astype("float32")
     np.testing.assert_array_equal(
         loaded.predict_on_batch(x), model.predict_on_batch(x)
+    )
+
+
+@pytest.mark.slow  # torch.compile takes about a minute on 2 CPU cores.
+@pytest.mark.skipif(not TORCH, reason="torch.compile")
+def test_rbdn_trains_and_predicts_under_torch_compile():
+    """`jit_compile=True` under PyTorch: inductor failed on this layer's
+    view in RBDN, so compiled graphs use Keras' own code."""
+    model = keras_rbdn.build(branches=1, filters=4, task="denoise")
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    x = np.random.default_rng(3).random((2, 15, 9, 1)).astype("float32")
+    # A compiled training step first: the case that failed.
+    assert np.isfinite(model.train_on_batch(x, x))
+    eager = keras_rbdn.build(branches=1, filters=4, task="denoise")
+    eager.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        model.predict_on_batch(x), eager.predict_on_batch(x), atol=1e-5
     )
