@@ -1,7 +1,5 @@
 """`keras.layers.Conv2D`, without Keras 3.15's input copies under PyTorch."""
 
-import math
-
 import keras
 
 
@@ -20,8 +18,10 @@ class Conv2D(keras.layers.Conv2D):
     PyTorch on a CPU the copies took 39% of RBDN-3's time
     (`benchmarks/SPEED_NOTES.md`, sections 27 and 32).
 
-    Every other backend, channels-first data and PyTorch graphs compiled
-    with `torch.compile` (`jit_compile=True`) use Keras' own code.
+    Every other backend, channels-first data, "same" convolutions that
+    PyTorch would pad differently (strided, or an even kernel span) and
+    PyTorch graphs compiled with `torch.compile` (`jit_compile=True`) use
+    Keras' own code.
 
     Args:
         filters: int. Number of output channels.
@@ -36,10 +36,27 @@ class Conv2D(keras.layers.Conv2D):
     """
 
     def convolution_op(self, inputs, kernel):
-        if not _eager_torch() or self.data_format != "channels_last":
+        if not (
+            _eager_torch()
+            and self.data_format == "channels_last"
+            and self._torch_pads_alike()
+        ):
             return super().convolution_op(inputs, kernel)
         return torch_conv_channels_last(
             inputs, kernel, self.strides, self.padding, self.dilation_rate
+        )
+
+    def _torch_pads_alike(self):
+        """Whether PyTorch's own padding is Keras': "valid", or "same"
+        with stride 1 and an even total padding (an odd kernel span), which
+        PyTorch splits evenly without copying the input."""
+        if self.padding != "same":
+            return True
+        return all(
+            stride == 1 and (size - 1) * dilation % 2 == 0
+            for stride, size, dilation in zip(
+                self.strides, self.kernel_size, self.dilation_rate, strict=True
+            )
         )
 
 
@@ -60,7 +77,9 @@ def _eager_torch():
 def torch_conv_channels_last(inputs, kernel, strides, padding, dilation_rate):
     """PyTorch's 2-D convolution of channels-last `inputs` (`(b, h, w, c)`)
     with a Keras `kernel` (`(kh, kw, c / groups, f)`), as `keras.ops.conv`
-    computes it, without copying `inputs` when they are contiguous."""
+    computes it, without copying `inputs` when they are contiguous.
+    `padding` is "valid", or "same" where PyTorch pads as Keras does (stride
+    1, odd kernel spans)."""
     import torch
 
     inputs = keras.ops.convert_to_tensor(inputs)
@@ -74,37 +93,12 @@ def torch_conv_channels_last(inputs, kernel, strides, padding, dilation_rate):
     weight = kernel.permute(3, 2, 0, 1)
     if not weight.is_contiguous(memory_format=channels_last):
         weight = weight.contiguous(memory_format=channels_last)
-    pads = (0, 0)
-    if padding == "same":
-        before_after = [
-            _same_padding(size, k, s, d)
-            for size, k, s, d in zip(
-                x.shape[2:],
-                weight.shape[2:],
-                strides,
-                dilation_rate,
-                strict=True,
-            )
-        ]
-        if any(before != after for before, after in before_after):
-            (top, bottom), (left, right) = before_after
-            x = torch.nn.functional.pad(x, (left, right, top, bottom))
-        else:
-            pads = tuple(before for before, _ in before_after)
     outputs = torch.nn.functional.conv2d(
         x,
         weight,
         stride=tuple(strides),
-        padding=pads,
+        padding=padding,
         dilation=tuple(dilation_rate),
         groups=x.shape[1] // weight.shape[1],
     )
     return outputs.permute(0, 2, 3, 1)
-
-
-def _same_padding(size, kernel_size, stride, dilation):
-    """(before, after) zero padding of one dimension for "same", as
-    TensorFlow and Keras pad: the odd one out after."""
-    span = (kernel_size - 1) * dilation + 1
-    total = max((math.ceil(size / stride) - 1) * stride + span - size, 0)
-    return total // 2, total - total // 2
