@@ -13,10 +13,12 @@ class Conv2D(keras.layers.Conv2D):
     channels-last memory format (a second copy) before convolving. The
     channels-first view of a channels-last input already has that memory
     format, so this layer hands it to PyTorch as it is: no copy, the same
-    kernel and the same result, bit for bit. Keras has merged the same
-    change upstream (keras-team/keras#23199), not yet released. Under
-    PyTorch on a CPU the copies took 39% of RBDN-3's time
-    (`benchmarks/SPEED_NOTES.md`, sections 27 and 32).
+    kernel and the same result, bit for bit. Keras has merged that change
+    upstream (keras-team/keras#23199), not yet released. Under PyTorch on
+    a CPU the copies took 39% of RBDN-3's time
+    (`benchmarks/SPEED_NOTES.md`, sections 27 and 32). The bias is added
+    inside PyTorch's convolution, not in a pass of its own (section 33),
+    with the same result bit for bit.
 
     Every other backend, channels-first data, "same" convolutions that
     PyTorch would pad differently (strided, or an even kernel span) and
@@ -35,15 +37,36 @@ class Conv2D(keras.layers.Conv2D):
     (2, 16, 16, 8)
     """
 
+    def call(self, inputs):
+        if not (self.use_bias and self._torch_computes()):
+            return super().call(inputs)
+        # PyTorch adds the bias inside its convolution kernel: no separate
+        # pass over the output.
+        outputs = self._torch_conv(inputs, self.kernel, self.bias)
+        if self.activation is not None:
+            return self.activation(outputs)
+        return outputs
+
     def convolution_op(self, inputs, kernel):
-        if not (
-            _eager_torch()
+        if not self._torch_computes():
+            return super().convolution_op(inputs, kernel)
+        return self._torch_conv(inputs, kernel)
+
+    def _torch_computes(self):
+        return (
+            eager_torch()
             and self.data_format == "channels_last"
             and self._torch_pads_alike()
-        ):
-            return super().convolution_op(inputs, kernel)
+        )
+
+    def _torch_conv(self, inputs, kernel, bias=None):
         return torch_conv_channels_last(
-            inputs, kernel, self.strides, self.padding, self.dilation_rate
+            inputs,
+            kernel,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+            bias,
         )
 
     def _torch_pads_alike(self):
@@ -60,7 +83,7 @@ class Conv2D(keras.layers.Conv2D):
         )
 
 
-def _eager_torch():
+def eager_torch():
     """Whether this is the PyTorch backend, outside `torch.compile`.
 
     Compiled (`jit_compile=True`), PyTorch's inductor failed on the view
@@ -74,12 +97,14 @@ def _eager_torch():
     return not torch.compiler.is_compiling()
 
 
-def torch_conv_channels_last(inputs, kernel, strides, padding, dilation_rate):
+def torch_conv_channels_last(
+    inputs, kernel, strides, padding, dilation_rate, bias=None
+):
     """PyTorch's 2-D convolution of channels-last `inputs` (`(b, h, w, c)`)
     with a Keras `kernel` (`(kh, kw, c / groups, f)`), as `keras.ops.conv`
     computes it, without copying `inputs` when they are contiguous.
     `padding` is "valid", or "same" where PyTorch pads as Keras does (stride
-    1, odd kernel spans)."""
+    1, odd kernel spans). `bias`, if given, is added per output channel."""
     import torch
 
     inputs = keras.ops.convert_to_tensor(inputs)
@@ -90,9 +115,10 @@ def torch_conv_channels_last(inputs, kernel, strides, padding, dilation_rate):
     x = inputs.permute(0, 3, 1, 2)
     if not x.is_contiguous(memory_format=channels_last):
         x = x.contiguous(memory_format=channels_last)
-    weight = kernel.permute(3, 2, 0, 1)
-    if not weight.is_contiguous(memory_format=channels_last):
-        weight = weight.contiguous(memory_format=channels_last)
+    # A fresh copy of the (small) kernel: with one filter, the permuted view
+    # already counts as channels-last, but its strides made PyTorch's CPU
+    # float16 backward fail ("grad_weight must be contiguous").
+    weight = kernel.permute(3, 2, 0, 1).clone(memory_format=channels_last)
     outputs = torch.nn.functional.conv2d(
         x,
         weight,
@@ -100,5 +126,6 @@ def torch_conv_channels_last(inputs, kernel, strides, padding, dilation_rate):
         padding=padding,
         dilation=tuple(dilation_rate),
         groups=x.shape[1] // weight.shape[1],
+        bias=None if bias is None else keras.ops.convert_to_tensor(bias),
     )
     return outputs.permute(0, 2, 3, 1)

@@ -8,6 +8,8 @@ import os
 import keras
 from keras import ops
 
+from keras_rbdn.layers import torch_pooling
+
 _WINDOW = 2  # RBDN pools with 2x2 windows and stride 2 everywhere.
 # From this many elements on (4 x 512 x 512 x 64), the switch mask of a
 # TensorFlow graph is compiled by XLA into one pass; below it, XLA is no
@@ -173,6 +175,20 @@ def _cpu_max_pool_kernels():
     if control_flow_util.GraphOrParentsInXlaContext(graph):
         return False
     return not tf.config.list_logical_devices("GPU")
+
+
+def _kernels_carry_switches(x, training):
+    """Whether the backend's own max-pool kernels can find `x`'s switches
+    again, so that the switches can be `x` itself.
+
+    Under PyTorch on a CPU, outside `torch.compile`: in training too
+    (`torch_pooling`; its gradients are exact and were 1.3x faster in
+    training). With TensorFlow: its CPU kernels, for inference only (see
+    `_cpu_max_pool_kernels`). Never inside `portable_switches()`.
+    """
+    if keras.backend.backend() == "torch":
+        return not _portable_graphs[0] and torch_pooling.applies_to(x)
+    return not training and _cpu_max_pool_kernels()
 
 
 def _xla_clusters_cpu_ops():
@@ -406,13 +422,16 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
       select.)
     - `switches="input"`: the input itself (without gradient). Nothing is
       computed for the switches; the unpooling finds the maxima again.
-    - `switches="auto"`, what `RBDN` uses: `"input"` for inference with
-      TensorFlow when no GPU is visible (its CPU max-pool gradient kernels
-      then do the unpooling, 1.05x faster for RBDN-3:
-      `benchmarks/SPEED_NOTES.md`, section 29), `"mask"` otherwise: in
-      training (`training=True`, which gained nothing), on GPUs, under
-      XLA and inside `portable_switches()`, which `keras_rbdn.export`
-      uses so that its SavedModels run on any device.
+    - `switches="auto"`, what `RBDN` uses: `"input"` where the backend's
+      own CPU max-pool kernels do the unpooling, `"mask"` elsewhere.
+      `"input"` with PyTorch on a CPU outside `torch.compile`, in training
+      too (RBDN-3 1.1-1.3x faster in inference, 1.3x in training:
+      `benchmarks/SPEED_NOTES.md`, section 33), and for inference with
+      TensorFlow when no GPU is visible (1.05x faster: section 29).
+      `"mask"` with JAX, on GPUs, in TensorFlow training
+      (`training=True`, which gained nothing), under XLA and inside
+      `portable_switches()`, which `keras_rbdn.export` uses so that its
+      SavedModels run on any device.
 
     Only channels-last inputs are supported.
 
@@ -453,13 +472,13 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         self.switches = switches
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
-    def _returns_input(self, training=None):
+    def _returns_input(self, inputs, training=None):
         if self.switches == "auto":
-            return not training and _cpu_max_pool_kernels()
+            return _kernels_carry_switches(inputs, training)
         return self.switches == "input"
 
     def call(self, inputs, training=None):
-        if self._returns_input(training):
+        if self._returns_input(inputs, training):
             return [_pooled_only(inputs), ops.stop_gradient(inputs)]
         return _pool_with_mask(inputs)
 
@@ -476,7 +495,9 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     def compute_output_spec(self, inputs, training=None):
         pooled_shape, switches_shape = self.compute_output_shape(inputs.shape)
         switches_dtype = (
-            self.compute_dtype if self._returns_input(training) else "bool"
+            self.compute_dtype
+            if self._returns_input(inputs, training)
+            else "bool"
         )
         return [
             keras.KerasTensor(pooled_shape, dtype=self.compute_dtype),
@@ -489,6 +510,8 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
 
 def _pooled_only(inputs):
     """The pooled values alone, with the first-maximum gradient."""
+    if torch_pooling.applies_to(inputs):
+        return torch_pooling.max_pool(inputs)
     if _cpu_max_pool_kernels():
         return _pool_with_mask_in_gradient(inputs)
     if _use_window_view():
@@ -534,10 +557,12 @@ class MaxUnpooling2D(keras.layers.Layer):
     itself, the position its maximum came from. Any other map works the
     same way (a 0/1 mask with one 1 per window, say).
 
-    With TensorFlow on a CPU and switches that are a map, not a mask, the
-    unpooling runs on TensorFlow's max-pool gradient kernels, except with
-    `training=True`, where a mask of the map is computed instead: those
-    kernels gave wrong gradients in some calls of bfloat16 training graphs
+    With switches that are a map, not a mask, the unpooling runs on the
+    backend's own max-pool kernels where `MaxPoolingWithArgmax2D("auto")`
+    returns its input: PyTorch's `max_unpool2d` on a CPU, and TensorFlow's
+    max-pool gradient kernels on a CPU except with `training=True`, where
+    a mask of the map is computed instead: those kernels gave wrong
+    gradients in some calls of bfloat16 training graphs
     (`benchmarks/SPEED_NOTES.md`, section 30).
 
     Args:
@@ -575,7 +600,9 @@ class MaxUnpooling2D(keras.layers.Layer):
     def call(self, inputs, training=None):
         values, switches = inputs
         if keras.backend.standardize_dtype(switches.dtype) != "bool":
-            if not training and _cpu_max_pool_kernels():
+            if _kernels_carry_switches(switches, training):
+                if keras.backend.backend() == "torch":
+                    return torch_pooling.unpool(values, switches)
                 return _unpool_with_cpu_kernels(values, switches)
             switches = _pool_with_mask(switches)[1]
         if _use_window_view():

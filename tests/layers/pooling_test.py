@@ -12,6 +12,7 @@ from tests.testing import gradient
 from tests.testing import run_in_fresh_process
 
 TENSORFLOW = keras.backend.backend() == "tensorflow"
+TORCH = keras.backend.backend() == "torch"
 
 
 @pytest.fixture(params=["ops", "compiled"])
@@ -231,7 +232,7 @@ class MaxUnpooling2DTest:
         )
 
 
-def assert_exact_gradients(switches, policy, seed):
+def assert_exact_gradients(switches, policy, seed, training=None):
     """Both layers' gradients equal the Caffe reference exactly.
 
     Values and weights are small multiples of 1/8, exact in float16 and
@@ -246,16 +247,17 @@ def assert_exact_gradients(switches, policy, seed):
     _, mask = reference_pool(x)
 
     def pooled_times_weights(v):
-        return ops.multiply(ops.cast(pool(v)[0], "float32"), weights)
+        pooled = pool(v, training=training)[0]
+        return ops.multiply(ops.cast(pooled, "float32"), weights)
 
     np.testing.assert_array_equal(
         gradient(pooled_times_weights, x), reference_unpool(weights, mask)
     )
-    _, switches = pool(x)
+    _, switches = pool(x, training=training)
     upstream = (rng.integers(-8, 9, size=x.shape) / 8).astype("float32")
 
     def unpooled_times_upstream(v):
-        out = ops.cast(unpool([v, switches]), "float32")
+        out = ops.cast(unpool([v, switches], training=training), "float32")
         return ops.multiply(out, upstream)
 
     expected = np.zeros(weights.shape, "float32")
@@ -330,24 +332,30 @@ class SwitchesFormsTest:
         )
 
     @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-    def test_gradients_go_to_the_switches(self, switches_form, policy):
-        assert_exact_gradients(switches_form, policy, seed=11)
+    @pytest.mark.parametrize("training", [None, True])
+    def test_gradients_go_to_the_switches(
+        self, switches_form, policy, training
+    ):
+        assert_exact_gradients(
+            switches_form, policy, seed=11, training=training
+        )
 
-    def test_auto_is_the_input_only_for_inference_on_a_tensorflow_cpu(self):
+    def test_auto_is_the_input_where_cpu_kernels_unpool(self):
         x = np.random.default_rng(12).normal(size=(1, 6, 4, 2))
         x = x.astype("float32")
         layer = MaxPoolingWithArgmax2D("auto")
-        _, switches = layer(x)
-        cpu_kernels = TENSORFLOW and not _tensorflow_sees_a_gpu()
-        if cpu_kernels:
-            np.testing.assert_array_equal(ops.convert_to_numpy(switches), x)
-        else:
-            assert keras.backend.standardize_dtype(switches.dtype) == "bool"
+        cpu_kernels = _cpu_kernels_unpool()
+        # PyTorch's kernels serve training too; TensorFlow's only inference.
+        for training, expected in [(None, cpu_kernels), (True, TORCH)]:
+            _, switches = layer(x, training=training)
+            if expected and cpu_kernels:
+                np.testing.assert_array_equal(ops.convert_to_numpy(switches), x)
+            else:
+                dtype = keras.backend.standardize_dtype(switches.dtype)
+                assert dtype == "bool"
         with pooling.portable_switches():
             _, switches = layer(x)
             assert keras.backend.standardize_dtype(switches.dtype) == "bool"
-        _, switches = layer(x, training=True)  # training keeps masks
-        assert keras.backend.standardize_dtype(switches.dtype) == "bool"
         symbolic = layer(keras.Input((None, None, 2)))[1]
         assert symbolic.dtype == ("float32" if cpu_kernels else "bool")
 
@@ -469,6 +477,22 @@ class SwitchesFormsTest:
         monkeypatch.setenv("TF_XLA_FLAGS", flags)
         assert pooling._xla_clusters_cpu_ops() is clustered
 
+    @pytest.mark.skipif(not TORCH, reason="PyTorch's kernels")
+    @pytest.mark.parametrize("training", [None, True])
+    def test_pytorch_kernels_unpool_on_a_cpu(self, training):
+        import torch
+        from torch.profiler import profile
+
+        x = np.random.default_rng(16).normal(size=(2, 9, 7, 3))
+        x = torch.tensor(x.astype("float32"), device="cpu")
+        pool, unpool = MaxPoolingWithArgmax2D("input"), MaxUnpooling2D()
+        with profile() as profiler:
+            pooled, switches = pool(x, training=training)
+            unpool([pooled, switches], training=training)
+        assert "aten::max_unpool2d" in {
+            event.key for event in profiler.key_averages()
+        }
+
     def test_config_and_errors(self):
         layer = MaxPoolingWithArgmax2D("auto", name="pool")
         clone = MaxPoolingWithArgmax2D.from_config(layer.get_config())
@@ -476,6 +500,20 @@ class SwitchesFormsTest:
         assert MaxPoolingWithArgmax2D().switches == "mask"
         with pytest.raises(ValueError, match="switches must be one of"):
             MaxPoolingWithArgmax2D("argmax")
+
+
+def _cpu_kernels_unpool():
+    """Whether "auto" switches are the input for inference: TensorFlow or
+    PyTorch, with no accelerator that the backend would use."""
+    if TENSORFLOW:
+        return not _tensorflow_sees_a_gpu()
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return not (
+            torch.cuda.is_available() or torch.backends.mps.is_available()
+        )
+    return False
 
 
 def _tensorflow_sees_a_gpu():

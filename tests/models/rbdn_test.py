@@ -200,3 +200,39 @@ def test_keras_file_loads_in_fresh_process(tmp_path):
     )
     assert output.split()[-2:] == ["RBDN", str(model.count_params())]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="PyTorch's CPU kernels"
+)
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_pytorch_kernels_compute_what_masks_compute(policy, monkeypatch):
+    """Under PyTorch on a CPU the pooling and unpooling run on PyTorch's own
+    max-pool kernels; with them switched off, on the switch masks (checked
+    against Caffe's rule in `tests/layers/pooling_test.py`). Outputs and
+    gradients are the same bit for bit, ties after the ReLUs included."""
+    import torch
+
+    from keras_rbdn.layers import torch_pooling
+
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.uniform(size=(2, 37, 29, 1)).astype("float32"))
+    y = torch.tensor(rng.uniform(size=(2, 37, 29, 1)).astype("float32"))
+    model = RBDN(branches=3, filters=8, trunk_depth=2, dtype=policy)
+    initial = model.get_weights()
+
+    def outputs_and_gradients():
+        model.set_weights(initial)  # training updates the moving statistics
+        with torch.no_grad():
+            outputs = model(x, training=False)
+        loss = torch.mean((model(x, training=True).float() - y) ** 2)
+        weights = [v.value for v in model.trainable_variables]
+        gradients = torch.autograd.grad(loss, weights)
+        return [ops.convert_to_numpy(t) for t in (outputs, *gradients)]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch_pooling, "applies_to", lambda x: False)
+        with_masks = outputs_and_gradients()
+    with_kernels = outputs_and_gradients()
+    for kernels, masks in zip(with_kernels, with_masks, strict=True):
+        np.testing.assert_array_equal(kernels, masks)
