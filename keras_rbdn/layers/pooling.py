@@ -182,9 +182,10 @@ def _kernels_carry_switches(x, training):
     again, so that the switches can be `x` itself.
 
     Under PyTorch on a CPU, outside `torch.compile`: in training too
-    (`torch_pooling`; its gradients are exact and were 1.3x faster in
-    training). With TensorFlow: its CPU kernels, for inference only (see
-    `_cpu_max_pool_kernels`). Never inside `portable_switches()`.
+    (`torch_pooling`; its gradients are exact, and training is faster:
+    `benchmarks/SPEED_NOTES.md`, section 33). With TensorFlow: its CPU
+    kernels, for inference only (see `_cpu_max_pool_kernels`). Never
+    inside `portable_switches()`.
     """
     if keras.backend.backend() == "torch":
         return not _portable_graphs[0] and torch_pooling.applies_to(x)
@@ -425,8 +426,10 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     - `switches="auto"`, what `RBDN` uses: `"input"` where the backend's
       own CPU max-pool kernels do the unpooling, `"mask"` elsewhere.
       `"input"` with PyTorch on a CPU outside `torch.compile`, in training
-      too (RBDN-3 1.1-1.3x faster in inference, 1.3x in training:
-      `benchmarks/SPEED_NOTES.md`, section 33), and for inference with
+      too (side by side, RBDN-3 1.14-1.15x faster in inference from this
+      alone; with the bias inside the convolution as well, 1.24-1.27x in
+      inference and 1.17x in training: `benchmarks/SPEED_NOTES.md`,
+      section 33), and for inference with
       TensorFlow when no GPU is visible (1.05x faster: section 29).
       `"mask"` with JAX, on GPUs, in TensorFlow training
       (`training=True`, which gained nothing), under XLA and inside
