@@ -23,12 +23,14 @@ layer on an H100). The blocks form that RBDN's 9x9 layers use on a GPU
 is not used for 3x3 kernels (`MIN_BLOCKS_KERNEL_SIZE`): on an H100 it
 was slower for both of DnCNN's 3x3 layers (`conv_forms.py --kernel-size
 3`, `benchmarks/SPEED_NOTES.md` section 26). Its other layers are
-`keras_rbdn.layers.Conv2D`s, as RBDN's are, which skip Keras' input
-copies under PyTorch.
+`keras_rbdn.layers.Conv2D`s and `BatchNormalization`s, as RBDN's are,
+which skip Keras' input copies and run batch normalization in one
+kernel under PyTorch.
 """
 
 import keras
 
+from keras_rbdn.layers import BatchNormalization
 from keras_rbdn.layers import Conv2D
 from keras_rbdn.layers import NarrowConv2D
 from keras_rbdn.models.folding import copy_folded_weights
@@ -66,7 +68,7 @@ def dncnn(depth=17, filters=64, channels=1, batch_norm=True, name="dncnn"):
             name=f"conv{index}",
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"conv{index}_bn")(x)
+            x = BatchNormalization(name=f"conv{index}_bn")(x)
         x = keras.layers.ReLU(name=f"conv{index}_relu")(x)
     residual = NarrowConv2D(channels, 3, padding="same", name=f"conv{depth}")(x)
     residual = keras.layers.Activation(

@@ -27,6 +27,7 @@ import dncnn  # noqa: E402
 import layer_profile  # noqa: E402
 import mixed_precision  # noqa: E402
 import speed  # noqa: E402
+import torch_batch_norm  # noqa: E402
 import torch_profile  # noqa: E402
 import variants  # noqa: E402
 
@@ -325,6 +326,55 @@ def test_torch_profile_command_writes_its_report(tmp_path):
 def test_torch_profile_needs_torch():
     with pytest.raises(SystemExit, match="KERAS_BACKEND=torch"):
         torch_profile.main(["--output=-"])
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="compares PyTorch kernels"
+)
+def test_torch_batch_norm_command_writes_its_report(tmp_path):
+    report = tmp_path / "torch_batch_norm.md"
+    torch_batch_norm.main(
+        [
+            "--train-batch=2",
+            "--train-size=32",
+            "--warmup=1",
+            "--repeats=2",
+            "--image-repeats=2",
+            f"--output={report}",
+        ]
+    )
+    text = report.read_text()
+    assert len(re.findall(r"\*\*speed-up\*\* \| \*\*[\d.]+x\*\*", text)) == 2
+    losses = [
+        float(value)
+        for value in re.findall(r"(?:package's|Keras') ([\d.]+)", text)
+    ]
+    assert len(losses) == 2 and losses[0] > 0
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    difference = float(re.search(r"before training: ([\d.e+-]+)", text)[1])
+    assert difference < 1e-5
+
+
+def test_torch_batch_norm_builds_keras_layers_only_inside_its_context():
+    with torch_batch_norm.keras_batch_norm():
+        inside = keras_rbdn.build(branches=1, filters=4, task="denoise")
+    outside = keras_rbdn.build(branches=1, filters=4, task="denoise")
+    kinds = [
+        {type(layer) for layer in model.layers if "bn" in layer.name}
+        for model in (inside, outside)
+    ]
+    assert kinds == [
+        {keras.layers.BatchNormalization},
+        {keras_rbdn.layers.BatchNormalization},
+    ]
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch", reason="PyTorch runs it"
+)
+def test_torch_batch_norm_needs_torch():
+    with pytest.raises(SystemExit, match="KERAS_BACKEND=torch"):
+        torch_batch_norm.main(["--output=-"])
 
 
 @pytest.mark.parametrize("direction", ["up", "down"])

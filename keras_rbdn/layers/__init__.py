@@ -2,6 +2,7 @@ from keras_rbdn.layers.ab_bins import ABAnnealedMean
 from keras_rbdn.layers.ab_bins import ABSoftEncoding
 from keras_rbdn.layers.ab_bins import ab_bin_centers
 from keras_rbdn.layers.ab_bins import num_ab_bins
+from keras_rbdn.layers.batch_norm import BatchNormalization
 from keras_rbdn.layers.color import LabToRGB
 from keras_rbdn.layers.color import RGBToLab
 from keras_rbdn.layers.color import RGBToYCbCr

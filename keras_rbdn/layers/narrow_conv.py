@@ -128,7 +128,11 @@ class NarrowConv2D(Conv2D):
         return None
 
     def convolution_op(self, inputs, kernel):
-        if keras.backend.backend() == "torch" and kernel.shape[-1] == 1:
+        if (
+            keras.backend.backend() == "torch"
+            and kernel.shape[-1] == 1
+            and not self._torch_computes()  # which copies the kernel itself
+        ):
             kernel = _contiguous_for_torch(kernel)
         return super().convolution_op(inputs, kernel)
 

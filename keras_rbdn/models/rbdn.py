@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_rbdn.layers.batch_norm import BatchNormalization
 from keras_rbdn.layers.conv import Conv2D
 from keras_rbdn.layers.narrow_conv import NarrowConv2D
 from keras_rbdn.layers.pooling import MaxPoolingWithArgmax2D
@@ -47,7 +48,7 @@ def _conv_bn_relu(
         name=name,
     )(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = BatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -220,3 +220,24 @@ class NarrowConv2DTest:
             rtol=1e-4,
             atol=1e-4 * np.abs(expected).max(),
         )
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="PyTorch's kernel layout"
+)
+def test_one_filter_kernel_is_copied_once_under_torch():
+    """`Conv2D`'s PyTorch path copies the kernel into PyTorch's layout;
+    the one-filter layer adds no copy of its own before it."""
+    import torch
+
+    layer = NarrowConv2D(1, 9, padding="same", use_bias=False)
+    layer.build((1, 16, 16, 8))
+    with torch.profiler.profile(record_shapes=True) as profile:
+        layer(torch.rand(1, 16, 16, 8))
+    kernel_copies = [
+        event.name
+        for event in profile.events()
+        if event.name == "aten::copy_"
+        and sorted(event.input_shapes[0]) == sorted(layer.kernel.shape)
+    ]
+    assert kernel_copies == ["aten::copy_"]
