@@ -14,7 +14,6 @@ Run from the repository root:
 
 import argparse
 import datetime
-import statistics
 
 import keras
 import numpy as np
@@ -52,15 +51,7 @@ def timing_rows(models, batch, args):
         args.warmup,
         args.repeats,
     )
-    plain, folded = (statistics.median(seconds[name]) for name in models)
-    pairs = [a / b for a, b in zip(*seconds.values(), strict=True)]
-    return [
-        f"| {name} | {statistics.median(times):.4f} | {min(times):.4f} |"
-        for name, times in seconds.items()
-    ] + [
-        f"| **speed-up** | **{plain / folded:.2f}x** (median of per-pair "
-        f"ratios {statistics.median(pairs):.2f}x) | |"
-    ]
+    return speed.speed_up_rows(seconds)
 
 
 def main(argv=None):

@@ -349,6 +349,24 @@ def alternate(functions, warmup, repeats):
     return seconds
 
 
+def speed_up_rows(seconds):
+    """Markdown rows for two alternately timed functions (`seconds`: name
+    -> seconds per call, the baseline first): each one's median and
+    minimum, then the baseline's median over the other's, and the median
+    of the per-pair ratios."""
+    rows = [
+        f"| {name} | {statistics.median(times):.4f} | {min(times):.4f} |"
+        for name, times in seconds.items()
+    ]
+    baseline, candidate = seconds.values()
+    pairs = [a / b for a, b in zip(baseline, candidate, strict=True)]
+    speed_up = statistics.median(baseline) / statistics.median(candidate)
+    return rows + [
+        f"| **speed-up** | **{speed_up:.2f}x** (median of per-pair "
+        f"ratios {statistics.median(pairs):.2f}x) | |"
+    ]
+
+
 def summarize(seconds, work):
     """Median throughput (work per second) of each network, and ratios."""
     names = list(seconds)

@@ -16,7 +16,6 @@ Run from the repository root:
 import argparse
 import contextlib
 import datetime
-import statistics
 
 import keras
 import numpy as np
@@ -54,29 +53,23 @@ def keras_batch_norm():
 
 
 def build_pair():
-    models = {"this package's": keras_rbdn.build(branches=3, task="denoise")}
+    """RBDN-3 with Keras' batch normalization (the baseline, first) and
+    with this package's, with the same weights, compiled alike."""
+    own = keras_rbdn.build(branches=3, task="denoise")
     with keras_batch_norm():
-        models["Keras'"] = keras_rbdn.build(branches=3, task="denoise")
-    models["Keras'"].set_weights(models["this package's"].get_weights())
+        baseline = keras_rbdn.build(branches=3, task="denoise")
+    baseline.set_weights(own.get_weights())
+    models = {"Keras'": baseline, "this package's": own}
     for model in models.values():
         model.compile(optimizer="adam", loss="mse")
     return models
 
 
 def timing_rows(seconds, unit):
-    rows = [
-        f"| {name} | {statistics.median(times):.3f} | {min(times):.3f} |"
-        for name, times in seconds.items()
-    ]
-    ours, theirs = seconds.values()
-    pairs = [b / a for a, b in zip(ours, theirs, strict=True)]
-    speed_up = statistics.median(theirs) / statistics.median(ours)
     return [
         f"| batch normalization | {unit}, median | min |",
         "|---|---|---|",
-        *rows,
-        f"| **speed-up** | **{speed_up:.2f}x** (median of per-pair ratios "
-        f"{statistics.median(pairs):.2f}x) | |",
+        *speed.speed_up_rows(seconds),
     ]
 
 

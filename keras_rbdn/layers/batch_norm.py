@@ -1,5 +1,7 @@
 """`keras.layers.BatchNormalization`, in PyTorch's own kernel under PyTorch."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -43,7 +45,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         training = bool(training and self.trainable)
-        if not self._torch_computes(inputs, mask, training):
+        if not self._torch_computes(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        values_per_channel = math.prod(inputs.shape) // inputs.shape[self.axis]
+        if training and values_per_channel < 2:
+            # PyTorch rejects training batches with one value per channel;
+            # Keras normalizes them to zero.
             return super().call(inputs, training=training, mask=mask)
         import torch
 
@@ -59,10 +66,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
             # PyTorch updates the running statistics it is given in place,
             # as `(1 - m) * running + m * batch` with `m` its momentum, and
             # with the unbiased variance. Handed copies of Keras' moving
-            # statistics, with the variance scaled by n / (n - 1) and `m`
-            # Keras' 1 - momentum, that is Keras' update times n / (n - 1).
-            count = x.numel() // x.shape[1]
-            unbias = count / (count - 1)
+            # statistics, with the variance scaled by n / (n - 1) (n values
+            # per channel) and `m` Keras' 1 - momentum, that is Keras'
+            # update times n / (n - 1).
+            unbias = values_per_channel / (values_per_channel - 1)
             moving_mean = moving_mean.detach().clone()
             moving_variance = moving_variance.detach() * unbias
         outputs = torch.nn.functional.batch_norm(
@@ -81,15 +88,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
         outputs = torch.movedim(outputs, 1, self.axis)
         return ops.cast(outputs, self.compute_dtype)
 
-    def _torch_computes(self, inputs, mask, training):
-        if not eager_torch() or mask is not None or self.renorm:
-            return False
-        if len(inputs.shape) < 2:
-            return False
-        # PyTorch rejects training batches with one value per channel;
-        # Keras normalizes them to zero.
-        count = 1
-        for axis, size in enumerate(inputs.shape):
-            if axis != self.axis % len(inputs.shape):
-                count *= size
-        return not training or count > 1
+    def _torch_computes(self, inputs, mask):
+        return (
+            eager_torch()
+            and mask is None
+            and not self.renorm
+            and len(inputs.shape) >= 2
+        )
