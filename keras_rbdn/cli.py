@@ -22,7 +22,13 @@ import sys
 import keras
 
 import keras_rbdn
+from keras_rbdn.channels import COLOR_SPACES
+from keras_rbdn.self_ensemble import ENSEMBLE_SIZES
 from keras_rbdn.training import PRECISIONS
+
+# `--ensemble` of `keras-rbdn denoise`, `relight` and `colorize`; why this
+# value is in the README ("Color photos").
+DEFAULT_ENSEMBLE = 1
 
 COMMANDS = {
     # command: (default model, default task, output suffix, help)
@@ -93,6 +99,28 @@ def _add_fold_flag(parser, use):
     )
 
 
+def _add_ensemble_flag(parser, default):
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        choices=ENSEMBLE_SIZES,
+        default=default,
+        help="average the model over N flips and rotations of each image "
+        "(1: none, 2: mirror, 4: rotations, 8: all): N times slower, "
+        f"usually cleaner (default: {default})",
+    )
+
+
+def _add_color_space_flag(parser):
+    parser.add_argument(
+        "--color-space",
+        choices=COLOR_SPACES,
+        default="opponent",
+        help="how a gray model processes an RGB image: in the orthonormal "
+        "opponent color space (default) or R, G and B separately",
+    )
+
+
 def _output_path(args, input_path, suffix):
     if args.output is not None:
         return args.output
@@ -133,7 +161,11 @@ def _run_images(args):
     )
     for input_path, output_path, image in jobs:
         pixels = inference.apply_model(
-            model, image.pixels, tile_size=args.tile_size
+            model,
+            image.pixels,
+            tile_size=args.tile_size,
+            color_space=args.color_space,
+            ensemble=args.ensemble,
         )
         inference.write_image(
             output_path,
@@ -154,7 +186,9 @@ def _run_evaluate(args):
     for name in evaluation.DENOISE_SETS:
         folder = os.path.join(args.data, "denoise", name)
         rows[f"{args.model} (measured)"][name] = evaluation.evaluate_denoiser(
-            evaluation.model_denoiser(model, tile_size=args.tile_size),
+            evaluation.model_denoiser(
+                model, tile_size=args.tile_size, ensemble=args.ensemble
+            ),
             folder,
             sigmas=args.sigmas,
             seed=args.seed,
@@ -181,6 +215,8 @@ def _run_export(args):
         version=args.version,
         name=name,
         format=args.format,
+        color_space=args.color_space,
+        ensemble=args.ensemble,
         overwrite=args.overwrite,
     )
     print(path)
@@ -214,6 +250,8 @@ def _parser():
             "--task", help="task of a bare RBDN in a .keras --model file"
         )
         sub.add_argument("--tile-size", type=int, default=1024)
+        _add_ensemble_flag(sub, DEFAULT_ENSEMBLE)
+        _add_color_space_flag(sub)
         _add_fold_flag(sub, "inference")
         _add_precision_flag(sub)
         sub.add_argument("--overwrite", action="store_true")
@@ -232,6 +270,7 @@ def _parser():
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--limit", type=int, help="first N images per set")
     sub.add_argument("--tile-size", type=int, default=1024)
+    _add_ensemble_flag(sub, 1)
     _add_precision_flag(sub)
     sub.add_argument("--output", help="also write the table to this file")
     sub.add_argument("--overwrite", action="store_true")
@@ -248,6 +287,8 @@ def _parser():
     sub.add_argument(
         "--format", choices=("savedmodel", "onnx"), default="savedmodel"
     )
+    _add_ensemble_flag(sub, 1)
+    _add_color_space_flag(sub)
     _add_fold_flag(sub, "serving")
     sub.add_argument("--overwrite", action="store_true")
     # SavedModels are exported in float32.

@@ -1,11 +1,15 @@
 """Evaluation tables: denoising, relighting and colorization quality.
 
-Denoising follows the usual protocol: clean gray test images in [0, 1],
-additive white Gaussian noise of a given sigma (0-255 scale), not clipped,
-drawn from a fixed seed per (sigma, image) so that every run and every
-method sees the same noisy images; PSNR and SSIM (`keras_rbdn.metrics`,
-the `tf.image` definitions) of the output clipped to [0, 1], averaged over
-the images.
+Denoising follows the usual protocol: clean test images in [0, 1] (gray,
+or RGB for color denoising), additive white Gaussian noise of a given
+sigma (0-255 scale) drawn from a fixed seed per (sigma, image) so that
+every run and every method sees the same noisy images; PSNR and SSIM
+(`keras_rbdn.metrics`, the `tf.image` definitions) of the output clipped
+to [0, 1], averaged over the images. Two noise protocols:
+
+- `"float"`: the noisy image is not clipped (the papers' protocol);
+- `"uint8"`: the noisy image is clipped to [0, 255] and rounded, as in
+  any 8-bit file a user has and as the uint8 serving signature receives.
 """
 
 import os
@@ -14,9 +18,11 @@ import time
 import numpy as np
 
 from keras_rbdn import inference
+from keras_rbdn.data.files import check_choice
 
 DENOISE_SETS = ("bsd68", "set12")
 DENOISE_SIGMAS = (15, 25, 50)
+NOISE_PROTOCOLS = ("float", "uint8")
 
 # Quoted, not measured here: BSD68 PSNR (dB) at sigma 15 / 25 / 50 from the
 # project's design notes (docs/design.md); `None` where none is quoted.
@@ -26,17 +32,28 @@ REFERENCE_DENOISING = {
     "DRUNet, published (quoted)": {"bsd68": (31.91, 29.48, 26.59)},
     "RBDN paper, own 300-image set (quoted)": {"bsd68": (None, 28.77, 25.80)},
 }
+# CBSD68 PSNR (dB) at sigma 15 / 25 / 50, published in the DnCNN paper
+# (Zhang et al., TIP 2017, Table III; docs/design.md).
+REFERENCE_COLOR_DENOISING = {
+    "CBM3D (published)": {"cbsd68": (33.52, 30.71, 27.38)},
+    "CDnCNN-B (published)": {"cbsd68": (33.89, 31.23, 27.92)},
+}
 
 
-def noisy_image(clean, sigma, seed, index):
+def noisy_image(clean, sigma, seed, index, protocol="float"):
     """`clean` plus white Gaussian noise of `sigma` (0-255 scale).
 
     The draw depends only on `(seed, sigma, index)`, so it is the same for
-    every run, backend and method.
+    every run, backend and method. With `protocol="uint8"` the noisy image
+    is then clipped to [0, 1] and rounded to 8 bits.
     """
+    check_choice("protocol", protocol, NOISE_PROTOCOLS)
     rng = np.random.default_rng((seed, int(round(sigma * 1000)), index))
     noise = rng.standard_normal(clean.shape).astype("float32")
-    return clean + noise * np.float32(sigma / 255.0)
+    noisy = clean + noise * np.float32(sigma / 255.0)
+    if protocol == "uint8":
+        noisy = np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / np.float32(255)
+    return noisy.astype("float32")
 
 
 def _psnr_ssim(clean, output):
@@ -52,30 +69,42 @@ def _psnr_ssim(clean, output):
 
 
 def evaluate_denoiser(
-    denoise, folder, sigmas=DENOISE_SIGMAS, seed=0, limit=None
+    denoise,
+    folder,
+    sigmas=DENOISE_SIGMAS,
+    seed=0,
+    limit=None,
+    mode="gray",
+    protocol="float",
 ):
-    """Mean PSNR and SSIM of a denoiser on a folder of clean gray images.
+    """Mean PSNR and SSIM of a denoiser on a folder of clean images.
 
     Args:
         denoise: callable `(noisy, sigma) -> output`, both float32
-            `(height, width, 1)`; `None` measures the noisy input itself.
-        folder: str. Folder of clean test images (read as gray).
+            `(height, width, channels)`; `None` measures the noisy input
+            itself.
+        folder: str. Folder of clean test images.
         sigmas: tuple of numbers. Noise levels, 0-255 scale. Defaults to
             `(15, 25, 50)`.
         seed: int. Noise seed. Defaults to `0`.
         limit: int or `None`. Evaluate only the first `limit` images.
             Defaults to `None` (all).
+        mode: str. `"gray"` or `"rgb"`: how the images are read. Defaults
+            to `"gray"`.
+        protocol: str. `"float"` or `"uint8"` (see the module docstring).
+            Defaults to `"float"`.
 
     Returns:
         A dict `{sigma: {"psnr": float, "ssim": float, "seconds": float}}`
         (`seconds`: mean time per image).
     """
-    images = inference.read_folder(folder, mode="gray")[:limit]
+    check_choice("protocol", protocol, NOISE_PROTOCOLS)
+    images = inference.read_folder(folder, mode=mode)[:limit]
     results = {}
     for sigma in sigmas:
         scores, seconds = [], 0.0
         for index, clean in enumerate(images):
-            noisy = noisy_image(clean, sigma, seed, index)
+            noisy = noisy_image(clean, sigma, seed, index, protocol)
             start = time.perf_counter()
             output = noisy if denoise is None else denoise(noisy, sigma)
             seconds += time.perf_counter() - start
@@ -89,23 +118,41 @@ def evaluate_denoiser(
     return results
 
 
-def model_denoiser(model, tile_size=1024):
-    """A `(noisy, sigma) -> output` callable for a blind image model."""
+def model_denoiser(
+    model, tile_size=1024, color_space="opponent", ensemble=1
+):
+    """A `(noisy, sigma) -> output` callable for a blind image model.
+
+    `color_space` and `ensemble` are `inference.apply_model`'s.
+    """
 
     def denoise(noisy, sigma):
-        return inference.apply_model(model, noisy, tile_size=tile_size)
+        return inference.apply_model(
+            model,
+            noisy,
+            tile_size=tile_size,
+            color_space=color_space,
+            ensemble=ensemble,
+        )
 
     return denoise
 
 
 def bm3d_denoiser():
-    """The `bm3d` package's denoiser (told the true sigma), or `None`."""
+    """The `bm3d` package's denoiser (told the true sigma), or `None`.
+
+    Gray images go through `bm3d.bm3d`, RGB images through
+    `bm3d.bm3d_rgb` (CBM3D: BM3D in an opponent color space).
+    """
     try:
         import bm3d
     except ImportError:
         return None
 
     def denoise(noisy, sigma):
+        if noisy.shape[-1] == 3:
+            output = bm3d.bm3d_rgb(noisy, sigma / 255.0)
+            return np.asarray(output, dtype="float32")
         output = bm3d.bm3d(noisy[..., 0], sigma_psd=sigma / 255.0)
         return np.asarray(output, dtype="float32")[..., None]
 
@@ -117,15 +164,23 @@ def _cell(values, index):
     return "-" if value is None else f"{value:.2f}"
 
 
-def denoising_table(rows, sets=DENOISE_SETS, sigmas=DENOISE_SIGMAS):
+def denoising_table(
+    rows,
+    sets=DENOISE_SETS,
+    sigmas=DENOISE_SIGMAS,
+    references=REFERENCE_DENOISING,
+):
     """Markdown table of PSNR / SSIM per set and sigma.
 
     Args:
         rows: dict `{method: {set: {sigma: {"psnr", "ssim"}}}}` of measured
-            results; quoted references from `REFERENCE_DENOISING` (PSNR
-            only) are appended, labelled "(quoted)".
+            results; the quoted `references` (PSNR only) are appended.
         sets: tuple of str. Column groups. Defaults to `("bsd68", "set12")`.
         sigmas: tuple of numbers. Defaults to `(15, 25, 50)`.
+        references: dict `{method: {set: (psnr at sigma 15, 25, 50)}}`,
+            `None` where none is quoted. Defaults to
+            `REFERENCE_DENOISING` (gray); `REFERENCE_COLOR_DENOISING` for
+            CBSD68.
 
     Returns:
         The table as a string.
@@ -148,7 +203,7 @@ def denoising_table(rows, sets=DENOISE_SETS, sigmas=DENOISE_SIGMAS):
                     else f"{result['psnr']:.2f} / {result['ssim']:.4f}"
                 )
         lines.append("| " + " | ".join(cells) + " |")
-    for method, by_set in REFERENCE_DENOISING.items():
+    for method, by_set in references.items():
         cells = [method]
         for name in sets:
             for index in range(len(sigmas)):

@@ -11,7 +11,11 @@ of any size and gets pixels of the same size back. The graph:
 3. pads height and width up to a multiple of 2^(branches + 1) with
    reflected (or repeated edge) pixels, so every pooling level sees whole
    2x2 windows, whatever the image size, tiny images included;
-4. runs the Keras model (its own color conversion / Lab decoding inside);
+4. runs the Keras model (its own color conversion / Lab decoding inside)
+   with the channel rule of `keras_rbdn.channels`: a gray model takes gray
+   and RGB images (RGB in the opponent color space by default), an RGB
+   model takes RGB and gray images; optionally averaged over flips and
+   rotations (`ensemble`, `keras_rbdn.self_ensemble`);
 5. crops back to the input size, clips to [0, 1] and converts back to
    uint8 (`serving_default` only).
 
@@ -37,7 +41,13 @@ import tempfile
 import keras
 from keras import ops
 
+from keras_rbdn.channels import COLOR_SPACES
+from keras_rbdn.channels import accepted_channels
+from keras_rbdn.channels import run_on_channels
+from keras_rbdn.data.files import check_choice
 from keras_rbdn.layers import pooling
+from keras_rbdn.self_ensemble import check_ensemble
+from keras_rbdn.self_ensemble import self_ensemble
 
 FORMATS = ("savedmodel", "onnx")
 PAD_MODES = ("reflect", "edge", None)
@@ -51,6 +61,11 @@ def _channel_text(channels):
     suffix = f" ({label})" if label else ""
     plural = "" if channels == 1 else "s"
     return f"{channels} channel{plural}{suffix}"
+
+
+def _channels_text(accepted):
+    """`1 channel (gray)` or `1 channel (gray) or 3 channels (RGB)`."""
+    return " or ".join(_channel_text(channels) for channels in accepted)
 
 
 def _find_branches(model):
@@ -150,15 +165,29 @@ class _ServingModel(keras.Model):
     Written with `keras.ops`, so that one implementation serves the
     SavedModel (TensorFlow, or JAX through jax2tf) and the ONNX export.
     Padding to a multiple of 2^(branches + 1) also keeps every pooling
-    level even-sized.
+    level even-sized, and the flips and rotations of `ensemble` keep it.
+    Images whose channels differ from the model's go through
+    `channels.run_on_channels` (traced once per channel count).
     """
 
-    def __init__(self, model, multiple, pad_mode, **kwargs):
+    def __init__(
+        self, model, multiple, pad_mode, color_space, ensemble, **kwargs
+    ):
         super().__init__(**kwargs)
         self.image_model = model
         self.multiple = multiple
         self.pad_mode = pad_mode
+        self.color_space = color_space
+        self.ensemble = ensemble
+        self.model_channels, self.output_channels = _image_channels(model)
         self.built = model.built  # No weights of its own.
+
+    def _run_model(self, images):
+        return self_ensemble(
+            lambda x: self.image_model(x, training=False),
+            images,
+            self.ensemble,
+        )
 
     def call(self, images):
         height, width = ops.shape(images)[1], ops.shape(images)[2]
@@ -170,23 +199,36 @@ class _ServingModel(keras.Model):
             rows = _padding_indices(height, padded_height, self.pad_mode)
             cols = _padding_indices(width, padded_width, self.pad_mode)
             images = ops.take(ops.take(images, rows, axis=1), cols, axis=2)
-        outputs = self.image_model(images, training=False)
+        outputs = run_on_channels(
+            self._run_model,
+            images,
+            self.model_channels,
+            self.output_channels,
+            color_space=self.color_space,
+        )
         return ops.clip(outputs[:, :height, :width, :], 0.0, 1.0)
 
 
-def _serving_functions(tf, network, input_channels):
-    """The uint8 and float32 `tf.function`s around the float32 network.
+def _serving_functions(tf, networks):
+    """The uint8 and float32 `tf.function`s around the float32 networks.
 
-    The input specs leave rank and channels open and the graph checks
-    them: a loaded signature (or TF Serving) does not reliably enforce the
-    static shape of its inputs, and a check against an open shape cannot
-    be folded away.
+    `networks` maps each accepted channel count to the network traced for
+    it; the graph picks one by the input's channels (`tf.cond`). The input
+    specs leave rank and channels open and the graph checks them: a loaded
+    signature (or TF Serving) does not reliably enforce the static shape
+    of its inputs, and a check against an open shape cannot be folded
+    away.
     """
+    accepted = sorted(networks)
+    counts = " or ".join(str(channels) for channels in accepted)
     message = (
         f"Input '{INPUT_NAME}' must have shape (batch, height, width, "
-        f"{input_channels}): a batch of images with "
-        f"{_channel_text(input_channels)}."
+        f"{counts}): a batch of images with {_channels_text(accepted)}."
     )
+
+    def run_network(images, channels):
+        images = tf.ensure_shape(images, [None, None, None, channels])
+        return networks[channels](images)
 
     def run(images):
         shape = tf.shape(images)
@@ -196,12 +238,20 @@ def _serving_functions(tf, network, input_channels):
         with tf.control_dependencies(checks):
             channels = shape[tf.size(shape) - 1]
         checks.append(
-            tf.debugging.assert_equal(channels, input_channels, message=message)
+            tf.debugging.Assert(
+                tf.reduce_any(tf.equal(channels, accepted)), [message]
+            )
         )
         with tf.control_dependencies(checks):
             images = tf.identity(images)
-        images = tf.ensure_shape(images, [None, None, None, input_channels])
-        return network(images)
+        if len(accepted) == 1:
+            return run_network(images, accepted[0])
+        first, second = accepted
+        return tf.cond(
+            tf.equal(channels, first),
+            lambda: run_network(images, first),
+            lambda: run_network(images, second),
+        )
 
     float_spec = tf.TensorSpec(None, tf.float32, name=INPUT_NAME)
     uint8_spec = tf.TensorSpec(None, tf.uint8, name=INPUT_NAME)
@@ -220,7 +270,7 @@ def _serving_functions(tf, network, input_channels):
     return serve_uint8, serve_float32
 
 
-def _write_savedmodel(serving_model, input_channels, directory):
+def _write_savedmodel(serving_model, directory):
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
@@ -230,17 +280,21 @@ def _write_savedmodel(serving_model, input_channels, directory):
         # Serving needs no gradients; without them jax2tf writes no custom
         # gradient functions that TensorFlow warns about on loading.
         endpoint_arguments["jax2tf_kwargs"] = {"with_gradient": False}
-    network = archive.add_endpoint(
-        "network",
-        serving_model.__call__,
-        input_signature=[
-            tf.TensorSpec(
-                [None, None, None, input_channels], tf.float32, name=INPUT_NAME
-            )
-        ],
-        **endpoint_arguments,
-    )
-    serve_uint8, serve_float32 = _serving_functions(tf, network, input_channels)
+    networks = {}
+    for channels in accepted_channels(
+        serving_model.model_channels, serving_model.output_channels
+    ):
+        networks[channels] = archive.add_endpoint(
+            f"network_{channels}",
+            serving_model.__call__,
+            input_signature=[
+                tf.TensorSpec(
+                    [None, None, None, channels], tf.float32, name=INPUT_NAME
+                )
+            ],
+            **endpoint_arguments,
+        )
+    serve_uint8, serve_float32 = _serving_functions(tf, networks)
     root = tf.Module()
     root.network_variables = list(archive.variables)
     root.serving_default = serve_uint8
@@ -255,9 +309,7 @@ def _write_savedmodel(serving_model, input_channels, directory):
     )
 
 
-def _export_in_tensorflow_process(
-    model, name, path, version, format, pad_mode, pad_multiple, overwrite
-):
+def _export_in_tensorflow_process(model, name, path, **options):
     """Runs `export` under the TensorFlow backend in a child process."""
     with tempfile.TemporaryDirectory() as scratch:
         model_path = os.path.join(scratch, "model.keras")
@@ -266,9 +318,7 @@ def _export_in_tensorflow_process(
             "import keras, keras_rbdn\n"
             f"model = keras.saving.load_model({model_path!r})\n"
             f"print(keras_rbdn.export(model, {os.fspath(path)!r}, "
-            f"version={version!r}, name={name!r}, format={format!r}, "
-            f"pad_mode={pad_mode!r}, pad_multiple={pad_multiple!r}, "
-            f"overwrite={overwrite!r}))\n"
+            f"name={name!r}, **{options!r}))\n"
         )
         environment = dict(os.environ, KERAS_BACKEND="tensorflow")
         result = subprocess.run(
@@ -293,6 +343,8 @@ def export(
     format="savedmodel",
     pad_mode="reflect",
     pad_multiple=None,
+    color_space="opponent",
+    ensemble=1,
     overwrite=False,
     verbose=False,
 ):
@@ -309,11 +361,15 @@ def export(
       uint8 0-255, `(batch, height, width, channels_out)`.
     - `serving_float32`: the same with float32 pixels in [0, 1].
 
-    Rank and channels are left open in the signatures so that a wrong
-    rank or channel count fails inside the graph with a readable message
-    (`Input 'images' must have shape (batch, height, width, 1): a batch of
-    images with 1 channel (gray).`) on every runtime, TF Serving
-    included. Inside, the images are padded to a multiple of
+    A gray model (a denoiser or relighter) takes gray images and returns
+    gray ones, and RGB images and returns RGB (each plane of the
+    `color_space` through the gray network); a colorizer (an RGB model)
+    takes RGB images and gray ones (the gray channel repeated). Rank and
+    channels are left open in the signatures so that a wrong rank or
+    channel count fails inside the graph with a readable message (`Input
+    'images' must have shape (batch, height, width, 1 or 3): a batch of
+    images with 1 channel (gray) or 3 channels (RGB).`) on every runtime,
+    TF Serving included. Inside, the images are padded to a multiple of
     2^(branches + 1) (`pad_mode`) and cropped back after the network, and
     the output is clipped to [0, 1].
 
@@ -322,7 +378,7 @@ def export(
     ONNX export (`model.export(format="onnx")`, which needs `tf2onnx` and
     `onnx`, the `onnx` extra): the `serving_float32` computation (padding,
     model, cropping, clipping; no checks), float32 pixels in [0, 1] of any
-    size in and out.
+    size in and out, with the model's own channel count.
 
     Backends: the SavedModel export runs in-process on TensorFlow and on
     JAX (through `jax2tf`, with symbolic batch, height and width; the graph
@@ -357,6 +413,13 @@ def export(
         pad_multiple: int or `None`. Multiple to pad height and width to;
             `None` means 2^(branches + 1) of the RBDN inside the model.
             Defaults to `None`.
+        color_space: str. How a gray model processes RGB images:
+            `"opponent"` (orthonormal opponent color space) or
+            `"per_channel"` (R, G and B). Defaults to `"opponent"`.
+        ensemble: int. 1, 2, 4 or 8: how many flips and rotations of each
+            image the graph runs the network on and averages
+            (`keras_rbdn.self_ensemble`); the serving time grows by that
+            factor. Defaults to `1`.
         overwrite: bool. Whether to replace an existing export of the same
             version. Defaults to `False`.
         verbose: bool. Whether to print where the export went. Defaults to
@@ -386,6 +449,8 @@ def export(
             f"`version` must be a positive integer. Received: "
             f"version={version!r}"
         )
+    check_choice("color_space", color_space, COLOR_SPACES)
+    check_ensemble(ensemble)
     model, default_name = _resolve_model(model_or_name)
     name = name or default_name
     if not name or os.sep in name or name in (".", ".."):
@@ -393,7 +458,7 @@ def export(
             f"`name` must be a plain folder name. Received: name={name!r}"
         )
     multiple = _pad_multiple(model, pad_mode, pad_multiple)
-    input_channels, _ = _image_channels(model)
+    _image_channels(model)  # A clear error before any work.
     path = os.fspath(path)
     version_directory = os.path.join(path, name, str(version))
     if format == "onnx":
@@ -415,32 +480,32 @@ def export(
             model,
             name,
             path,
-            version,
-            format,
-            pad_mode,
-            pad_multiple,
-            overwrite,
+            version=version,
+            format=format,
+            pad_mode=pad_mode,
+            pad_multiple=pad_multiple,
+            color_space=color_space,
+            ensemble=ensemble,
+            overwrite=overwrite,
         )
 
     serving_model = _ServingModel(
-        model, multiple, pad_mode, name=f"{name}_serving"
+        model,
+        multiple,
+        pad_mode,
+        color_space,
+        ensemble,
+        name=f"{name}_serving",
     )
     # Traced for any device (TF Serving or an ONNX runtime may run it on a
     # GPU), and with stock ops only.
     with pooling.portable_switches():
         return _write(
-            serving_model,
-            input_channels,
-            format,
-            target,
-            version_directory,
-            verbose,
+            serving_model, format, target, version_directory, verbose
         )
 
 
-def _write(
-    serving_model, input_channels, format, target, version_directory, verbose
-):
+def _write(serving_model, format, target, version_directory, verbose):
     """Writes the ONNX file or SavedModel version folder; returns its path."""
     if format == "onnx":
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
@@ -450,7 +515,7 @@ def _write(
             verbose=verbose,
             input_signature=[
                 keras.InputSpec(
-                    shape=(None, None, None, input_channels),
+                    shape=(None, None, None, serving_model.model_channels),
                     dtype="float32",
                     name=INPUT_NAME,
                 )
@@ -465,7 +530,7 @@ def _write(
     version = os.path.basename(version_directory)
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=model_directory)
     try:
-        _write_savedmodel(serving_model, input_channels, staging)
+        _write_savedmodel(serving_model, staging)
         if os.path.exists(version_directory):
             shutil.rmtree(version_directory)
         os.replace(staging, version_directory)

@@ -443,39 +443,78 @@ def predict_image(model, pixels, tile_size=1024, margin=None):
     return output
 
 
-def apply_model(model, pixels, tile_size=1024, margin=None):
+def apply_model(
+    model,
+    pixels,
+    tile_size=1024,
+    margin=None,
+    color_space="opponent",
+    ensemble=1,
+):
     """Runs an image model on an image, adapting gray and RGB.
 
     - Channels match the model: run it as is.
     - RGB image, gray model that returns gray (a gray denoiser or
-      relighter): each color channel is processed as a gray image.
+      relighter): by default the image is rotated into the orthonormal
+      opponent color space and each plane goes through the model as a
+      gray image (`color_space="opponent"`); `"per_channel"` processes R,
+      G and B instead. See `keras_rbdn.channels`.
     - Gray image, RGB model (a colorizer): the gray channel is repeated.
+
+    With `ensemble` > 1 the model also runs on flipped and rotated copies
+    of the image and the results are averaged (`keras_rbdn.self_ensemble`):
+    slower by that factor, and usually more accurate. Each copy goes
+    through `predict_image` whole, so tiling gives the same result as
+    without it.
 
     Args:
         model: A Keras image model (`keras_rbdn.load(...)`).
         pixels: float32 array `(height, width, 1 or 3)` in [0, 1].
         tile_size: int. See `predict_image`. Defaults to `1024`.
         margin: int or `None`. See `predict_image`. Defaults to `None`.
+        color_space: str. `"opponent"` or `"per_channel"`: how a gray
+            model processes an RGB image. Defaults to `"opponent"`.
+        ensemble: int. 1, 2, 4 or 8 flips and rotations averaged.
+            Defaults to `1`.
 
     Returns:
         float32 array `(height, width, output channels)`.
+
+    Raises:
+        ValueError: `pixels` is not `(height, width, channels)` with a
+            channel count the model can take, or `color_space` or
+            `ensemble` is not one of its choices.
+
+    Example:
+
+    >>> model = keras_rbdn.load("denoise")
+    >>> clean = apply_model(model, noisy_rgb, ensemble=8)
     """
-    model_channels = model.input_shape[-1]
-    output_channels = model.output_shape[-1]
-    channels = pixels.shape[-1]
+    from keras_rbdn.channels import run_on_channels
+    from keras_rbdn.self_ensemble import check_ensemble
+    from keras_rbdn.self_ensemble import self_ensemble
 
-    def run(x):
-        return predict_image(model, x, tile_size=tile_size, margin=margin)
-
-    if channels == model_channels:
-        return run(pixels)
-    if model_channels == 1 and output_channels == 1:
-        return np.concatenate(
-            [run(pixels[..., [index]]) for index in range(channels)], -1
+    check_ensemble(ensemble)
+    pixels = np.asarray(pixels, dtype="float32")
+    if pixels.ndim != 3:
+        raise ValueError(
+            "`pixels` must be (height, width, channels). Received: shape "
+            f"{pixels.shape}"
         )
-    if model_channels == 3 and channels == 1:
-        return run(np.repeat(pixels, 3, axis=-1))
-    raise ValueError(
-        f"The model reads {model_channels} channels and cannot take an "
-        f"image with {channels}"
-    )
+
+    def run(image):
+        return self_ensemble(
+            lambda x: predict_image(model, x, tile_size, margin),
+            image,
+            ensemble,
+            xp=np,
+        )
+
+    return run_on_channels(
+        run,
+        pixels,
+        model.input_shape[-1],
+        model.output_shape[-1],
+        color_space=color_space,
+        xp=np,
+    ).astype("float32", copy=False)

@@ -9,10 +9,18 @@ Sections (each only for the models given, shipped names or `.keras` files):
 
 - Denoising (`--denoise`, default the shipped `denoise`): PSNR / SSIM on
   BSD68 and Set12 at sigma 15, 25 and 50 (0-255 scale), with fixed noise
-  seeds so that every run sees the same noisy images, next to the noisy
+  seeds so that every run sees the same noisy images, for each geometric
+  self-ensemble size of `--ensemble` (default 1), next to the noisy
   input, BM3D measured live (`--bm3d`, needs `pip install bm3d`; about 5 s
   an image) and the quoted reference rows (BM3D, DnCNN-B, DRUNet, the RBDN
   paper), labelled as quoted.
+- Color denoising (`--color-denoise`, e.g. the gray `denoise`): the same
+  on CBSD68, one table per noise protocol of `--protocols` (`float`: not
+  clipped; `uint8`: clipped and rounded to 8 bits, as in a PNG). A gray
+  model runs in the opponent color space for each `--ensemble` size, and
+  per channel (R, G, B) at ensemble 1 as the baseline; CBM3D measured live
+  with `--bm3d` (about 25 s an image, so on the first `--bm3d-limit`
+  images) and CBM3D / CDnCNN-B quoted from the DnCNN paper.
 - Relighting (`--relight`): PSNR / SSIM on the held-out Yale B subjects
   (the same seeded subject split as `train_relight.py`) against the
   identity baseline (the input face as it is).
@@ -32,12 +40,29 @@ import keras  # noqa: E402
 
 import keras_rbdn  # noqa: E402
 from keras_rbdn import evaluation  # noqa: E402
+from keras_rbdn.self_ensemble import ENSEMBLE_SIZES  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=os.path.join("..", "shared", "data"))
     parser.add_argument("--denoise", nargs="*", default=["denoise"])
+    parser.add_argument("--color-denoise", nargs="*", default=[])
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        nargs="+",
+        default=[1],
+        choices=ENSEMBLE_SIZES,
+        help="self-ensemble sizes to evaluate (flips and rotations)",
+    )
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        default=["float"],
+        choices=evaluation.NOISE_PROTOCOLS,
+        help="noise protocols of the color denoising tables",
+    )
     parser.add_argument("--relight", nargs="*", default=[])
     parser.add_argument("--colorize", nargs="*", default=[])
     parser.add_argument(
@@ -54,33 +79,46 @@ def parse_args(argv=None):
         help="first N images of each set (quick checks)",
     )
     parser.add_argument("--bm3d", action="store_true")
+    parser.add_argument(
+        "--bm3d-limit",
+        type=int,
+        default=None,
+        help="first N images for CBM3D (color), which is slow",
+    )
     parser.add_argument("--validation-subjects", type=float, default=0.2)
     parser.add_argument("--relight-seed", type=int, default=0)
     parser.add_argument("--output")
     return parser.parse_args(argv)
 
 
-def denoising_section(args):
-    rows = {}
-    methods = {
-        name: evaluation.model_denoiser(keras_rbdn.load(name))
-        for name in args.denoise
-    }
-    methods["noisy input"] = None
-    if args.bm3d:
-        bm3d = evaluation.bm3d_denoiser()
-        if bm3d is None:
-            print("--bm3d: the `bm3d` package is not installed; skipped")
-        else:
-            methods["BM3D (bm3d package, measured)"] = bm3d
-    seconds = {}
-    for method, denoise in methods.items():
-        label = method if "measured" in method else f"{method} (measured)"
+def _bm3d_method(args, label):
+    """`{label: BM3D denoiser}` with `--bm3d` and the package, else `{}`."""
+    if not args.bm3d:
+        return {}
+    bm3d = evaluation.bm3d_denoiser()
+    if bm3d is None:
+        print("--bm3d: the `bm3d` package is not installed; skipped")
+        return {}
+    return {label: bm3d}
+
+
+def _measure(methods, folders, args, mode="gray", protocol="float"):
+    """Rows for `evaluation.denoising_table` and mean seconds per method.
+
+    `methods` maps a label to a `(denoiser, limit)` pair.
+    """
+    rows, seconds = {}, {}
+    for label, (denoise, limit) in methods.items():
         rows[label] = {}
-        for name in evaluation.DENOISE_SETS:
-            folder = os.path.join(args.data, "denoise", name)
+        for name, folder in folders.items():
             results = evaluation.evaluate_denoiser(
-                denoise, folder, args.sigmas, seed=args.seed, limit=args.limit
+                denoise,
+                folder,
+                args.sigmas,
+                seed=args.seed,
+                limit=limit,
+                mode=mode,
+                protocol=protocol,
             )
             rows[label][name] = results
             seconds.setdefault(label, []).extend(
@@ -91,19 +129,85 @@ def denoising_section(args):
                 + ", ".join(
                     f"s={sigma:g} {result['psnr']:.2f} dB"
                     for sigma, result in results.items()
-                )
+                ),
+                flush=True,
             )
-    table = evaluation.denoising_table(rows, sigmas=tuple(args.sigmas))
     timing = "; ".join(
         f"{label}: {sum(values) / len(values):.2f} s"
         for label, values in seconds.items()
         if "noisy" not in label
     )
+    return rows, timing
+
+
+def denoising_section(args):
+    methods = {}
+    for name in args.denoise:
+        model = keras_rbdn.load(name)
+        for ensemble in args.ensemble:
+            denoise = evaluation.model_denoiser(model, ensemble=ensemble)
+            label = f"{name}, ensemble {ensemble} (measured)"
+            methods[label] = (denoise, args.limit)
+    methods["noisy input (measured)"] = (None, args.limit)
+    for label, bm3d in _bm3d_method(
+        args, "BM3D (bm3d package, measured)"
+    ).items():
+        methods[label] = (bm3d, args.limit)
+    folders = {
+        name: os.path.join(args.data, "denoise", name)
+        for name in evaluation.DENOISE_SETS
+    }
+    rows, timing = _measure(methods, folders, args)
+    table = evaluation.denoising_table(rows, sigmas=tuple(args.sigmas))
     return (
         "## Denoising (gray, PSNR dB / SSIM)\n\n"
         f"Noise seed {args.seed}; backend {keras.backend.backend()}; mean "
         f"time per image: {timing}.\n\n{table}\n"
     )
+
+
+def color_denoising_section(args):
+    methods = {}
+    for name in args.color_denoise:
+        model = keras_rbdn.load(name)
+        for ensemble in args.ensemble:
+            label = f"{name}, opponent, ensemble {ensemble} (measured)"
+            methods[label] = (
+                evaluation.model_denoiser(model, ensemble=ensemble),
+                args.limit,
+            )
+        if model.input_shape[-1] == 1:
+            label = f"{name}, per channel, ensemble 1 (measured)"
+            methods[label] = (
+                evaluation.model_denoiser(model, color_space="per_channel"),
+                args.limit,
+            )
+    methods["noisy input (measured)"] = (None, args.limit)
+    bm3d_limit = min(args.bm3d_limit or 68, args.limit or 68)
+    for label, bm3d in _bm3d_method(
+        args, f"CBM3D (bm3d package, first {bm3d_limit} images, measured)"
+    ).items():
+        methods[label] = (bm3d, bm3d_limit)
+    folders = {"cbsd68": os.path.join(args.data, "color", "cbsd68")}
+    sections = []
+    for protocol in args.protocols:
+        rows, timing = _measure(methods, folders, args, "rgb", protocol)
+        references = (
+            evaluation.REFERENCE_COLOR_DENOISING if protocol == "float" else {}
+        )
+        table = evaluation.denoising_table(
+            rows,
+            sets=tuple(folders),
+            sigmas=tuple(args.sigmas),
+            references=references,
+        )
+        sections.append(
+            f"## Color denoising (CBSD68, {protocol} noise, PSNR dB / "
+            f"SSIM)\n\nNoise seed {args.seed}; backend "
+            f"{keras.backend.backend()}; mean time per image: {timing}."
+            f"\n\n{table}\n"
+        )
+    return "\n".join(sections)
 
 
 def relighting_section(args):
@@ -162,6 +266,8 @@ def main(argv=None):
     sections = []
     if args.denoise:
         sections.append(denoising_section(args))
+    if args.color_denoise:
+        sections.append(color_denoising_section(args))
     if args.relight:
         sections.append(relighting_section(args))
     if args.colorize:

@@ -1,5 +1,6 @@
 import hashlib
 import os
+import re
 import subprocess
 import sys
 
@@ -233,6 +234,53 @@ class DenoiseCommandTest:
         assert Image.open(output).size == (16, 16)
 
 
+    def test_ensemble_and_color_space_reach_apply_model(
+        self, tmp_path, model_file, monkeypatch
+    ):
+        calls = []
+        apply_model = keras_rbdn.inference.apply_model
+
+        def spy(model, pixels, **kwargs):
+            calls.append(kwargs)
+            return apply_model(model, pixels, **kwargs)
+
+        monkeypatch.setattr(keras_rbdn.inference, "apply_model", spy)
+        # 16-bit RGBA: alpha and bit depth survive the new paths too.
+        pixels = np.random.default_rng(5).integers(0, 65536, (12, 10, 4))
+        source = tmp_path / "photo.png"
+        import tensorflow as tf
+
+        with open(source, "wb") as file:
+            file.write(tf.io.encode_png(pixels.astype("uint16")).numpy())
+        before = digest(source)
+        output = tmp_path / "clean.png"
+        arguments = ["denoise", str(source), "-o", str(output)]
+        arguments += ["--model", model_file, "--ensemble", "4"]
+        assert cli.main(arguments + ["--color-space", "per_channel"]) == 0
+        assert calls[-1]["ensemble"] == 4
+        assert calls[-1]["color_space"] == "per_channel"
+        assert digest(source) == before
+        written = tf.io.decode_png(
+            open(output, "rb").read(), dtype=tf.uint16
+        ).numpy()
+        assert written.shape == (12, 10, 4)
+        np.testing.assert_array_equal(written[..., 3], pixels[..., 3])
+        # The defaults: the opponent color space, no ensemble.
+        arguments = ["denoise", str(source), "-o", str(tmp_path / "b.png")]
+        assert cli.main(arguments + ["--model", model_file]) == 0
+        assert calls[-1]["color_space"] == "opponent"
+        assert calls[-1]["ensemble"] == cli.DEFAULT_ENSEMBLE
+
+    @pytest.mark.parametrize(
+        "flag, value", [("--ensemble", "3"), ("--color-space", "lab")]
+    )
+    def test_bad_option_values_are_refused(self, flag, value, capsys):
+        with pytest.raises(SystemExit):
+            cli.main(["denoise", "a.png", flag, value])
+        error = capsys.readouterr().err
+        assert re.search(f"invalid choice: '?{value}'?", error), error
+
+
 class ExportCommandTest:
     def test_calls_export_with_the_loaded_model(
         self, tmp_path, model_file, monkeypatch, capsys
@@ -263,6 +311,8 @@ class ExportCommandTest:
         assert model.input_shape[-1] == 1
         assert path == str(tmp_path / "served")
         assert kwargs["name"] == "tiny" and kwargs["version"] == 3
+        assert kwargs["ensemble"] == 1
+        assert kwargs["color_space"] == "opponent"
         assert (
             capsys.readouterr().out.strip().endswith(os.path.join("tiny", "3"))
         )

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 from skimage import color
 from skimage import metrics
@@ -28,7 +29,43 @@ class NoiseTest:
         assert abs(first.std() * 255 - 25) < 1.0
 
 
+    def test_uint8_protocol_clips_and_rounds_the_float_draw(self):
+        clean = np.random.default_rng(5).random((16, 16, 3), "float32")
+        noisy = evaluation.noisy_image(clean, 50, seed=0, index=1)
+        quantized = evaluation.noisy_image(clean, 50, 0, 1, protocol="uint8")
+        expected = np.round(np.clip(noisy, 0, 1) * 255)
+        np.testing.assert_allclose(quantized * 255, expected, atol=1e-3)
+        assert noisy.min() < 0 and quantized.min() == 0
+
+    def test_unknown_protocol(self):
+        with pytest.raises(ValueError, match="protocol='png'"):
+            evaluation.noisy_image(np.zeros((2, 2, 1)), 25, 0, 0, "png")
+
+
 class EvaluateDenoiserTest:
+    def test_rgb_mode_sees_color_images(self, tmp_path):
+        folder = tmp_path / "rgb"
+        folder.mkdir()
+        pixels = np.random.default_rng(6).integers(0, 256, (12, 10, 3))
+        Image.fromarray(pixels.astype("uint8")).save(folder / "0.png")
+        shapes = []
+
+        def identity(noisy, sigma):
+            shapes.append(noisy.shape)
+            return noisy
+
+        results = evaluation.evaluate_denoiser(
+            identity, str(folder), sigmas=(25,), mode="rgb", protocol="uint8"
+        )
+        noisy = evaluation.noisy_image(
+            pixels.astype("float32") / 255, 25, 0, 0, "uint8"
+        )
+        expected = metrics.peak_signal_noise_ratio(
+            pixels / 255.0, noisy.astype("float64"), data_range=1.0
+        )
+        assert shapes == [(12, 10, 3)]
+        np.testing.assert_allclose(results[25]["psnr"], expected, rtol=1e-4)
+
     def test_noisy_input_scores_match_scikit_image(self, tmp_path):
         folder, images = gray_folder(tmp_path / "set")
         results = evaluation.evaluate_denoiser(None, folder, sigmas=(25,))
@@ -68,6 +105,17 @@ class TableTest:
             table
         )
         assert all("quoted" in line for line in lines[3:])
+
+    def test_color_references(self):
+        result = {"psnr": 30.5, "ssim": 0.8}
+        rows = {"ours (measured)": {"cbsd68": {25: result}}}
+        table = evaluation.denoising_table(
+            rows,
+            sets=("cbsd68",),
+            references=evaluation.REFERENCE_COLOR_DENOISING,
+        )
+        assert "| CBM3D (published) | 33.52 | 30.71 | 27.38 |" in table
+        assert "DnCNN-B, released" not in table
 
 
 class ChromaTest:

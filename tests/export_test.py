@@ -40,7 +40,10 @@ pytestmark = pytest.mark.slow
 
 
 def make_models():
-    """A gray denoiser and an RGB Lab colorizer, end to end in [0, 1]."""
+    """A gray denoiser and an RGB Lab colorizer, end to end in [0, 1].
+
+    `grayx8` is the denoiser exported with `ensemble=8`.
+    """
     keras.utils.set_random_seed(3)
     denoiser = keras_rbdn.build(
         branches=BRANCHES, task="denoise", global_residual=True, **SMALL
@@ -52,10 +55,66 @@ def make_models():
     colorizer = keras_rbdn.build(
         branches=BRANCHES, task="colorize_lab", **SMALL
     )
+    gray = keras_rbdn.image_model(denoiser, "denoise")
     return {
-        "gray": keras_rbdn.image_model(denoiser, "denoise"),
+        "gray": gray,
         "rgb": keras_rbdn.image_model(colorizer, "colorize_lab"),
+        "grayx8": gray,
     }
+
+
+EXPORT_OPTIONS = {"grayx8": {"ensemble": 8}}
+
+
+def pad_to_multiple(images, pad_mode="reflect", multiple=MULTIPLE):
+    height, width = images.shape[1:3]
+    return np.pad(
+        images,
+        [(0, 0), (0, -height % multiple), (0, -width % multiple), (0, 0)],
+        pad_mode,
+    )
+
+
+def numpy_symmetries():
+    """The eight flips and rotations of (batch, H, W, C) images and their
+    inverses, written with NumPy's rot90 and flip."""
+    pairs = []
+    for k in range(4):
+        pairs.append(
+            (
+                lambda x, k=k: np.rot90(x, k, axes=(1, 2)),
+                lambda x, k=k: np.rot90(x, -k, axes=(1, 2)),
+            )
+        )
+        pairs.append(
+            (
+                lambda x, k=k: np.flip(np.rot90(x, k, axes=(1, 2)), 2),
+                lambda x, k=k: np.rot90(np.flip(x, 2), -k, axes=(1, 2)),
+            )
+        )
+    return pairs
+
+
+def opponent_planes(rgb):
+    """Y / sqrt3, U + 1/2, V + 1/2 of the orthonormal opponent space."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return [
+        (r + g + b)[..., None] / 3.0,
+        ((r - b) / np.sqrt(2.0) + 0.5)[..., None],
+        ((r - 2 * g + b) / np.sqrt(6.0) + 0.5)[..., None],
+    ]
+
+
+def from_opponent_planes(y, u, v):
+    y, u, v = y[..., 0] * np.sqrt(3.0), u[..., 0] - 0.5, v[..., 0] - 0.5
+    return np.stack(
+        [
+            y / np.sqrt(3) + u / np.sqrt(2) + v / np.sqrt(6),
+            y / np.sqrt(3) - 2 * v / np.sqrt(6),
+            y / np.sqrt(3) - u / np.sqrt(2) + v / np.sqrt(6),
+        ],
+        axis=-1,
+    ).astype("float32")
 
 
 def random_images(channels, height, width, batch=2, seed=0):
@@ -63,15 +122,36 @@ def random_images(channels, height, width, batch=2, seed=0):
     return rng.integers(0, 256, (batch, height, width, channels), "uint8")
 
 
-def keras_reference(model, images, pad_mode="reflect"):
-    """The Keras model on `numpy.pad`-ded images, cropped and clipped."""
+def keras_reference(
+    model, images, pad_mode="reflect", ensemble=1, multiple=MULTIPLE
+):
+    """The Keras model on `numpy.pad`-ded images, cropped and clipped.
+
+    A gray model on RGB images runs on the opponent planes; an RGB model
+    on gray images on the repeated gray; with `ensemble=8` the model runs
+    on the eight symmetries of the padded images and the mean is taken.
+    """
     height, width = images.shape[1:3]
-    pad_height = -height % MULTIPLE
-    pad_width = -width % MULTIPLE
-    padded = np.pad(
-        images, [(0, 0), (0, pad_height), (0, pad_width), (0, 0)], pad_mode
-    )
-    outputs = keras.ops.convert_to_numpy(model(padded, training=False))
+    padded = pad_to_multiple(images, pad_mode, multiple)
+    model_channels = model.inputs[0].shape[-1]
+
+    def run(x):
+        if ensemble == 1:
+            return keras.ops.convert_to_numpy(model(x, training=False))
+        outputs = [
+            undo(keras.ops.convert_to_numpy(model(do(x), training=False)))
+            for do, undo in numpy_symmetries()
+        ]
+        return np.mean(outputs, axis=0)
+
+    if padded.shape[-1] == model_channels:
+        outputs = run(padded)
+    elif model_channels == 3:
+        outputs = run(np.repeat(padded, 3, axis=-1))
+    else:
+        outputs = from_opponent_planes(
+            *[run(plane) for plane in opponent_planes(padded)]
+        )
     return np.clip(outputs[:, :height, :width, :], 0.0, 1.0)
 
 
@@ -104,7 +184,9 @@ def reference(models):
     def compute(key, images):
         cache_key = (key, images.shape, images.tobytes())
         if cache_key not in cache:
-            cache[cache_key] = keras_reference(models[key], images)
+            cache[cache_key] = keras_reference(
+                models[key], images, **EXPORT_OPTIONS.get(key, {})
+            )
         return cache[cache_key]
 
     return compute
@@ -119,7 +201,13 @@ def exports(models, tmp_path_factory):
         # Serving compiles XLA only when started with an option.
         patch.setattr(pooling, "COMPILED_MASK_MIN_ELEMENTS", 1)
         return {
-            key: export(model, base, version=1, name=f"{key}_model")
+            key: export(
+                model,
+                base,
+                version=1,
+                name=f"{key}_model",
+                **EXPORT_OPTIONS.get(key, {}),
+            )
             for key, model in models.items()
         }
 
@@ -138,8 +226,16 @@ def inputs():
         arrays[f"gray_{height}x{width}_float32"] = (
             random_images(1, height, width).astype("float32") / 255.0
         )
-    arrays["gray_wrong_channels"] = random_images(3, 9, 7)
-    arrays["rgb_wrong_channels"] = random_images(1, 9, 7)
+    # The other accepted channel count of each model, and the ensemble.
+    height, width = SIZES[0]
+    for key, channels in (("gray", 3), ("rgb", 1), ("grayx8", 1)):
+        images = random_images(channels, height, width, seed=1)
+        arrays[f"{key}_{channels}channels_uint8"] = images
+        arrays[f"{key}_{channels}channels_float32"] = (
+            images.astype("float32") / 255.0
+        )
+    arrays["gray_wrong_channels"] = random_images(2, 9, 7)
+    arrays["rgb_wrong_channels"] = random_images(4, 9, 7)
     request, _ = readme_request_and_response()
     arrays["readme_request"] = np.asarray(request["instances"], "uint8")
     return arrays
@@ -227,6 +323,30 @@ class SavedModelTest:
         difference = np.abs(output.astype(int) - expected.astype(int))
         assert difference.max() <= 1
 
+    @pytest.mark.parametrize(
+        "key, channels", [("gray", 3), ("rgb", 1), ("grayx8", 1)]
+    )
+    def test_other_channels_and_ensemble_match_keras(
+        self, reference, inputs, served, key, channels
+    ):
+        outputs, errors, _ = served
+        for signature in ("float32", "uint8"):
+            input_key = f"{key}_{channels}channels_{signature}"
+            assert input_key not in errors, errors.get(input_key)
+            images = inputs[input_key]
+            if signature == "uint8":
+                expected = reference(key, images.astype("float32") / 255.0)
+            else:
+                expected = reference(key, images)
+            output = outputs[input_key]
+            assert output.shape == images.shape[:3] + expected.shape[3:]
+            assert output.shape[-1] == (1 if key == "grayx8" else 3)
+            if signature == "float32":
+                assert np.max(np.abs(output - expected)) <= 1e-4
+            else:
+                difference = output.astype(int) - to_uint8(expected)
+                assert np.abs(difference).max() <= 1
+
     @pytest.mark.parametrize("size", TINY_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
     def test_images_smaller_than_the_network_are_padded(
         self, reference, inputs, served, size
@@ -242,7 +362,7 @@ class SavedModelTest:
         _, _, summary = served
         assert summary["imported"] == []
 
-    @pytest.mark.parametrize("key", ["gray", "rgb"])
+    @pytest.mark.parametrize("key", ["gray", "rgb", "grayx8"])
     def test_every_op_is_a_stock_tensorflow_op(self, served, key):
         _, _, summary = served
         ops = summary["ops"][key]
@@ -257,25 +377,13 @@ class SavedModelTest:
         # exported from JAX).
         assert {"Conv2D", "XlaCallModule"}.intersection(ops["types"])
 
-    @pytest.mark.parametrize(
-        "key, message",
-        [
-            (
-                "gray",
-                "(batch, height, width, 1): a batch of images with 1 "
-                "channel (gray).",
-            ),
-            (
-                "rgb",
-                "(batch, height, width, 3): a batch of images with 3 "
-                "channels (RGB).",
-            ),
-        ],
-    )
-    def test_wrong_channel_count_is_a_readable_error(
-        self, served, key, message
-    ):
+    @pytest.mark.parametrize("key", ["gray", "rgb"])
+    def test_wrong_channel_count_is_a_readable_error(self, served, key):
         _, errors, _ = served
+        message = (
+            "(batch, height, width, 1 or 3): a batch of images with 1 "
+            "channel (gray) or 3 channels (RGB)."
+        )
         assert message in errors[f"{key}_wrong_channels"]
 
     def test_wrong_rank_and_dtype_are_readable_errors(self, exports):
@@ -287,7 +395,9 @@ class SavedModelTest:
         for shape in [(9, 7, 1), (9, 7), (1, 1, 9, 7, 1)]:
             with pytest.raises(
                 tf.errors.InvalidArgumentError,
-                match=re.escape("must have shape (batch, height, width, 1)"),
+                match=re.escape(
+                    "must have shape (batch, height, width, 1 or 3)"
+                ),
             ):
                 serve(images=tf.zeros(shape, tf.uint8))
         with pytest.raises(
@@ -462,10 +572,12 @@ class ShippedSavedModelTest:
         if name not in keras_rbdn.presets.available():
             pytest.skip(f"no shipped weights for {name!r}")
         model = keras_rbdn.load(name)
-        channels = model.inputs[0].shape[-1]
         multiple = 2 ** (_find_branches(model) + 1)
+        # Every model takes gray and RGB images.
         arrays = {
-            f"{h}x{w}": random_images(channels, h, w, batch=1) for h, w in SIZES
+            f"{h}x{w}x{channels}": random_images(channels, h, w, batch=1)
+            for h, w in SIZES
+            for channels in (1, 3)
         }
         np.savez(tmp_path / "inputs.npz", **arrays)
         job = {
@@ -489,19 +601,10 @@ class ShippedSavedModelTest:
         assert summary["ops"][name]["unregistered"] == []
         results = np.load(job["results"])
         for index, (key, images) in enumerate(arrays.items()):
-            height, width = images.shape[1:3]
-            padded = np.pad(
-                images.astype("float32") / 255.0,
-                [
-                    (0, 0),
-                    (0, -height % multiple),
-                    (0, -width % multiple),
-                    (0, 0),
-                ],
-                "reflect",
+            expected = keras_reference(
+                model, images.astype("float32") / 255.0, multiple=multiple
             )
-            expected = keras.ops.convert_to_numpy(model(padded))
-            expected = to_uint8(expected[:, :height, :width])
+            expected = to_uint8(expected)
             output = results[str(index)]
             assert output.shape == expected.shape, key
             difference = np.abs(output.astype(int) - expected.astype(int))

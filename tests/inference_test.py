@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pytest
@@ -65,10 +66,12 @@ class TiledInferenceTest:
         output = inference.predict_image(network, image)
         assert output.shape == shape + (1,)
 
-    def test_gray_model_on_rgb_runs_per_channel(self):
+    def test_gray_model_on_rgb_per_channel(self):
         network = small_rbdn(branches=1)
         image = np.random.default_rng(4).random((20, 24, 3), "float32")
-        output = inference.apply_model(network, image)
+        output = inference.apply_model(
+            network, image, color_space="per_channel"
+        )
         assert output.shape == (20, 24, 3)
         for channel in range(3):
             expected = np.asarray(
@@ -79,6 +82,78 @@ class TiledInferenceTest:
             np.testing.assert_allclose(
                 output[..., channel], expected, atol=1e-5
             )
+
+    def test_gray_model_on_rgb_in_the_opponent_space_by_default(self):
+        # Reference: the three opponent planes (Y / sqrt3, U + 1/2,
+        # V + 1/2) through the network, rotated back with the transpose.
+        network = small_rbdn(branches=1)
+        image = np.random.default_rng(5).random((20, 24, 3), "float32")
+        r, g, b = np.moveaxis(image.astype("float64"), -1, 0)
+        planes = [(r + g + b) / 3, (r - b) / 2**0.5 + 0.5]
+        planes.append((r - 2 * g + b) / 6**0.5 + 0.5)
+        y, u, v = (
+            np.asarray(
+                network.predict_on_batch(
+                    plane[None, ..., None].astype("float32")
+                )
+            )[0, ..., 0]
+            for plane in planes
+        )
+        y, u, v = y * 3**0.5, u - 0.5, v - 0.5
+        expected = np.stack(
+            [
+                y / 3**0.5 + u / 2**0.5 + v / 6**0.5,
+                y / 3**0.5 - 2 * v / 6**0.5,
+                y / 3**0.5 - u / 2**0.5 + v / 6**0.5,
+            ],
+            axis=-1,
+        )
+        output = inference.apply_model(network, image)
+        np.testing.assert_allclose(output, expected, atol=1e-5)
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("color_space", ["opponent", "per_channel"])
+    def test_ensemble_tiled_equals_whole_image(self, color_space):
+        network = small_rbdn(branches=2)
+        image = np.random.default_rng(6).random((250, 210, 3), "float32")
+        whole = inference.apply_model(
+            network, image, color_space=color_space, ensemble=8
+        )
+        tiled = inference.apply_model(
+            network,
+            image,
+            tile_size=192,
+            color_space=color_space,
+            ensemble=8,
+        )
+        np.testing.assert_allclose(tiled, whole, atol=1e-4)
+        # The ensemble is not the plain model: the network is not
+        # orientation-invariant.
+        plain = inference.apply_model(network, image, color_space=color_space)
+        assert np.abs(whole - plain).max() > 1e-3
+
+    @pytest.mark.parametrize(
+        "argument, value, message",
+        [
+            ("ensemble", 3, "ensemble=3"),
+            ("ensemble", 0, "ensemble=0"),
+            ("color_space", "lab", "color_space='lab'"),
+        ],
+    )
+    def test_bad_options_are_value_errors(self, argument, value, message):
+        network = small_rbdn(branches=1)
+        image = np.zeros((8, 8, 3), "float32")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            inference.apply_model(network, image, **{argument: value})
+
+    @pytest.mark.parametrize("channels", [2, 4])
+    def test_gray_model_refuses_other_channel_counts(self, channels):
+        network = small_rbdn(branches=1)
+        image = np.zeros((8, 8, channels), "float32")
+        with pytest.raises(
+            ValueError, match=f"Received: images with {channels} channels"
+        ):
+            inference.apply_model(network, image)
 
     def test_tile_size_too_small_for_margin(self):
         network = small_rbdn(branches=2)

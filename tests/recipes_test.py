@@ -202,10 +202,20 @@ class EvaluateRecipeTest:
         text = recipe("evaluate").main(
             ["--data", str(data), "--denoise", denoiser, "--relight",
              denoiser, "--colorize", colorizer, "--sigmas", "25",
-             "--validation-subjects", "1", "--output", output]
+             "--validation-subjects", "1", "--output", output,
+             "--color-denoise", denoiser, "--ensemble", "1", "2",
+             "--protocols", "float", "uint8"]
         )  # fmt: skip
         assert open(output).read() == text
         assert "BSD68 s=25" in text and "(quoted)" in text
+        for protocol in ("float", "uint8"):
+            assert f"## Color denoising (CBSD68, {protocol} noise" in text
+        for method in ("opponent, ensemble 1", "opponent, ensemble 2",
+                       "per channel, ensemble 1"):  # fmt: skip
+            assert f"denoiser, {method} (measured) |" in text
+        assert "denoiser, ensemble 2 (measured) |" in text
+        # CBSD68's published rows go with the float protocol only.
+        assert text.count("| CDnCNN-B (published) | - | 31.23 | - |") == 1
         assert "identity (input as it is)" in text
         assert "gray (no color)" in text
         # The gray baseline has no chroma.

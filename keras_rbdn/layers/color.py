@@ -1,4 +1,4 @@
-"""Color space conversions: RGB <-> YCbCr (BT.601) and RGB <-> CIE Lab.
+"""Color space conversions: RGB <-> YCbCr (BT.601), CIE Lab and opponent.
 
 The conversions are written once, as functions of an array namespace `xp`
 (`keras.ops`, `numpy` or `tf.experimental.numpy`) that provides `add`,
@@ -16,6 +16,15 @@ Conventions, the ones `tfio.experimental.color` uses:
 - Lab: CIE L*a*b* of sRGB under the D65 illuminant, 2 degree observer.
   L is in [0, 100]; a and b are roughly in [-86, 98] and [-108, 94] for
   colors in the sRGB gamut.
+
+The orthonormal opponent space (the one CBM3D denoises in) is an exact
+rotation of RGB: Y = (R + G + B) / sqrt(3), U = (R - B) / sqrt(2),
+V = (R - 2G + B) / sqrt(6). Because the matrix is orthonormal, white
+Gaussian noise of one sigma on R, G and B is white Gaussian noise of the
+same sigma on Y, U and V, so a gray blind denoiser can clean each plane.
+`rgb_to_opponent_planes` also shifts and scales the planes into about
+[0, 1], the range a gray model was trained on: Y / sqrt(3) (the mean of R,
+G and B), U + 1/2 and V + 1/2.
 """
 
 import keras
@@ -49,6 +58,19 @@ _XYZ_MATRIX = np.array(
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 _NORMALIZED_XYZ_MATRIX = _XYZ_MATRIX / D65_WHITE[:, None]
 _LINEAR_RGB_MATRIX = np.linalg.inv(_NORMALIZED_XYZ_MATRIX)
+
+_OPPONENT_MATRIX = np.array(
+    [
+        np.array([1.0, 1.0, 1.0]) / np.sqrt(3.0),
+        np.array([1.0, 0.0, -1.0]) / np.sqrt(2.0),
+        np.array([1.0, -2.0, 1.0]) / np.sqrt(6.0),
+    ]
+)
+# Y / sqrt(3), U + 1/2, V + 1/2: each plane in about [0, 1].
+_PLANES_SCALE = np.array([1.0 / np.sqrt(3.0), 1.0, 1.0])
+_PLANES_OFFSET = np.array([0.0, 0.5, 0.5])
+_PLANES_MATRIX = _PLANES_SCALE[:, None] * _OPPONENT_MATRIX
+_PLANES_INVERSE = _OPPONENT_MATRIX.T / _PLANES_SCALE
 
 _LAB_EPSILON = 0.008856  # (6/29)^3, as tensorflow-io and scikit-image.
 _LAB_KAPPA = 7.787  # (29/6)^2 / 3
@@ -93,6 +115,34 @@ def ycbcr_to_rgb(ycbcr, xp=ops):
     """Inverse of `rgb_to_ycbcr` (not clipped to [0, 1])."""
     return _linear_map(
         xp.add(ycbcr, _constant(-_YCBCR_OFFSET, ycbcr)), _RGB_MATRIX, xp
+    )
+
+
+def rgb_to_opponent(rgb, xp=ops):
+    """Converts RGB to the orthonormal opponent space Y, U, V (a rotation)."""
+    return _linear_map(rgb, _OPPONENT_MATRIX, xp)
+
+
+def opponent_to_rgb(opponent, xp=ops):
+    """Inverse of `rgb_to_opponent` (the transposed rotation)."""
+    return _linear_map(opponent, _OPPONENT_MATRIX.T, xp)
+
+
+def rgb_to_opponent_planes(rgb, xp=ops):
+    """RGB in [0, 1] to opponent planes for a gray model, each in ~[0, 1].
+
+    Y / sqrt(3), U + 1/2 and V + 1/2: noise of sigma on RGB becomes
+    noise of sigma / sqrt(3) on the first plane and of sigma on the others.
+    """
+    return _linear_map(rgb, _PLANES_MATRIX, xp, offset=_PLANES_OFFSET)
+
+
+def opponent_planes_to_rgb(planes, xp=ops):
+    """Inverse of `rgb_to_opponent_planes` (not clipped to [0, 1])."""
+    return _linear_map(
+        xp.add(planes, _constant(-_PLANES_OFFSET, planes)),
+        _PLANES_INVERSE,
+        xp,
     )
 
 

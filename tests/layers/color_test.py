@@ -29,7 +29,11 @@ from keras_rbdn.layers import RGBToLab
 from keras_rbdn.layers import RGBToYCbCr
 from keras_rbdn.layers import YCbCrToRGB
 from keras_rbdn.layers.color import lab_to_rgb
+from keras_rbdn.layers.color import opponent_planes_to_rgb
+from keras_rbdn.layers.color import opponent_to_rgb
 from keras_rbdn.layers.color import rgb_to_lab
+from keras_rbdn.layers.color import rgb_to_opponent
+from keras_rbdn.layers.color import rgb_to_opponent_planes
 from keras_rbdn.layers.color import rgb_to_ycbcr
 from keras_rbdn.layers.color import ycbcr_to_rgb
 from tests.testing import gradient
@@ -163,3 +167,72 @@ def test_layer_serialization_and_symbolic_shape(layer):
     assert clone(keras.Input((None, None, 3))).shape == (None, None, None, 3)
     with pytest.raises(ValueError):
         layer()(np.zeros((1, 4, 4, 2), "float32"))
+
+
+class OpponentTest:
+    """The orthonormal opponent space against its defining formulas."""
+
+    def reference(self, rgb):
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        return np.stack(
+            [
+                (r + g + b) / np.sqrt(3.0),
+                (r - b) / np.sqrt(2.0),
+                (r - 2 * g + b) / np.sqrt(6.0),
+            ],
+            axis=-1,
+        )
+
+    def test_matches_the_formulas(self):
+        rgb = colors()
+        opponent = ops.convert_to_numpy(rgb_to_opponent(rgb))
+        np.testing.assert_allclose(opponent, self.reference(rgb), atol=1e-6)
+
+    def test_round_trip(self):
+        rgb = colors()
+        back = ops.convert_to_numpy(opponent_to_rgb(rgb_to_opponent(rgb)))
+        np.testing.assert_allclose(back, rgb, atol=1e-6)
+        planes = rgb_to_opponent_planes(rgb)
+        back = ops.convert_to_numpy(opponent_planes_to_rgb(planes))
+        np.testing.assert_allclose(back, rgb, atol=1e-6)
+
+    def test_white_noise_keeps_its_sigma_and_stays_white(self):
+        # Noise of sigma 0.1 on R, G, B: the opponent planes' covariance is
+        # sigma^2 times the identity (an orthonormal rotation); with 10^6
+        # samples its entries are within 1% of sigma^2.
+        sigma = 0.1
+        rng = np.random.default_rng(0)
+        noise = rng.normal(0, sigma, (1_000_000, 3)).astype("float32")
+        opponent = ops.convert_to_numpy(rgb_to_opponent(noise))
+        covariance = np.cov(opponent, rowvar=False)
+        np.testing.assert_allclose(
+            covariance, sigma**2 * np.eye(3), atol=0.01 * sigma**2
+        )
+        # The planes for a gray model: the first is the mean of R, G, B
+        # (sigma / sqrt(3)), the others keep sigma.
+        planes = ops.convert_to_numpy(rgb_to_opponent_planes(noise))
+        np.testing.assert_allclose(
+            np.std(planes, axis=0),
+            [sigma / np.sqrt(3.0), sigma, sigma],
+            rtol=0.01,
+        )
+
+    def test_planes_fit_about_zero_one(self):
+        # The RGB cube's corners: the first plane is the mean of R, G, B,
+        # the others are shifted by one half.
+        rgb = EDGE_COLORS[:8]
+        planes = ops.convert_to_numpy(rgb_to_opponent_planes(rgb))
+        np.testing.assert_allclose(planes[:, 0], rgb.mean(-1), atol=1e-6)
+        np.testing.assert_allclose(
+            planes[:, 1:], self.reference(rgb)[:, 1:] + 0.5, atol=1e-6
+        )
+        assert planes.min() >= 0.5 - 2 / np.sqrt(6.0) - 1e-6
+        assert planes.max() <= 0.5 + 2 / np.sqrt(6.0) + 1e-6
+
+    def test_numpy_namespace_agrees(self):
+        rgb = colors()
+        np.testing.assert_allclose(
+            rgb_to_opponent_planes(rgb, xp=np),
+            ops.convert_to_numpy(rgb_to_opponent_planes(rgb)),
+            atol=1e-6,
+        )
