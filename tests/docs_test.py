@@ -274,3 +274,10 @@ def test_code_blocks_run(path, tmp_path, monkeypatch):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert ran
+
+
+def test_readme_keeps_the_color_photos_section_after_the_cli():
+    with open(README) as file:
+        headings = re.findall(r"^## (.+)$", file.read(), re.MULTILINE)
+    index = headings.index("Command line")
+    assert headings[index + 1] == "Color photos"
