@@ -11,10 +11,10 @@ it times the network (as built, and with batch normalization folded) and
 BM3D on the same noisy image, and gives the BM3D / RBDN-3 ratios,
 including the best one direct convolutions could reach on this machine.
 
-This is the evidence for `benchmarks/SPEED_NOTES.md`, section 31: a CPU
-whose convolutions already run at its multiply-add rate cannot make the
-network faster without fewer multiply-adds. Records Markdown under
-`benchmarks/results/`.
+It shows whether a CPU's convolutions already run at its multiply-add
+rate, in which case only fewer multiply-adds make the network faster
+(`docs/performance.md`, "The multiply-add floor of one image"). Records
+Markdown under `benchmarks/results/`.
 
 Run from the repository root:
 

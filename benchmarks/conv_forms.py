@@ -3,7 +3,7 @@
 `conv1` (9x9, 1 -> 64 channels) and `deconv1` (9x9, 64 -> 1) run at full
 resolution with one channel on one side, a shape that convolution kernels
 handle poorly: on this CPU under JAX they take 28% of RBDN-3's time for 8%
-of its multiply-adds (`results/layer_profile_jax_float32_20261126.md`).
+of its multiply-adds (`results/layer_profile_jax_float32_xeon.md`).
 This script times the same convolutions in other forms that compute the
 same function (each is checked against the plain one first):
 

@@ -22,7 +22,7 @@ last layer's inference time) and under JAX on a GPU (1.58x for the last
 layer on an H100). The blocks form that RBDN's 9x9 layers use on a GPU
 is not used for 3x3 kernels (`MIN_BLOCKS_KERNEL_SIZE`): on an H100 it
 was slower for both of DnCNN's 3x3 layers (`conv_forms.py --kernel-size
-3`, `benchmarks/SPEED_NOTES.md` section 26). Its other layers are
+3`, `docs/performance.md`, "NarrowConv2D"). Its other layers are
 `keras_rbdn.layers.Conv2D`s and `BatchNormalization`s, as RBDN's are,
 which skip Keras' input copies and run batch normalization in one
 kernel under PyTorch.

@@ -28,7 +28,7 @@ python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     ${SPEED_ARGS:-} --output "$out/speed_jax_mixed_bfloat16_gpu.md"
 # The profiles run without CUDA command buffers: inside one, XLA's
 # operations are not named in the trace, and a quarter to a half of
-# RBDN-3's GPU time was "(not attributed)" (SPEED_NOTES section 25).
+# RBDN-3's GPU time is "(not attributed)" (docs/performance.md).
 profile_flags="--xla_gpu_enable_command_buffer= ${XLA_FLAGS:-}"
 # shellcheck disable=SC2086
 XLA_FLAGS="$profile_flags" \
@@ -74,9 +74,8 @@ python3 benchmarks/mixed_precision.py --shipped --compare-forms \
 python3 benchmarks/speed.py --precision mixed_bfloat16 --no-bm3d \
     --skip inference,image --fit-steps 200 ${SPEED_ARGS:-} \
     --output "$out/speed_jax_mixed_bfloat16_fit_gpu.md"
-# PyTorch on the same GPU ran 3.5x slower than JAX (SPEED_NOTES section
-# 26): its operators by CUDA time say whether the copies Keras 3.15.1 makes
-# around each convolution (section 27) are the cause.
+# PyTorch runs slower than JAX on the same GPU: its operators by CUDA time
+# say where the time goes (docs/performance.md, "Current figures").
 # shellcheck disable=SC2086
 KERAS_BACKEND=torch python3 benchmarks/torch_profile.py \
     --precision mixed_bfloat16 ${TORCH_PROFILE_ARGS:-} \

@@ -152,7 +152,7 @@ def main(argv=None):
         )
         training = (
             "- model: the shipped denoiser (`keras_rbdn.load('denoise')`, "
-            "trained on Train400, see the README's results; camera.png is "
+            "trained on Train400, see docs/results.md; camera.png is "
             "not in it)"
         )
     else:

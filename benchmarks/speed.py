@@ -234,7 +234,8 @@ def load_average():
 
 # Environment variables that change what the kernels do, recorded in every
 # report when set (`ONEDNN_MAX_CPU_ISA` caps the instructions oneDNN uses,
-# which is how a run imitates an older CPU: SPEED_NOTES section 28).
+# which is how a run imitates an older CPU: docs/performance.md, "Mixed
+# precision and AMX").
 TUNING_VARIABLES = (
     "XLA_FLAGS",
     "TF_XLA_FLAGS",

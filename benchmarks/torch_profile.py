@@ -3,12 +3,11 @@
 Runs each network's eager inference (`model(images, training=False)`
 without gradients, as `predict_on_batch` runs it) under `torch.profiler`
 and lists PyTorch's operators by their own time: the CUDA time on a GPU,
-the CPU time otherwise. On the 2-core CPU this showed `aten::copy_` at 39%
-of RBDN-3's time: the copies Keras 3.15.1 makes of every convolution's
-input (`benchmarks/SPEED_NOTES.md`, section 27). The GPU machines have
-PyTorch too: there this says whether the same copies explain why
-PyTorch ran 3.5x slower than JAX (section 26). Records Markdown under
-`benchmarks/results/`.
+the CPU time otherwise: where PyTorch's time goes, such as the copies
+Keras 3.15.1 makes of every convolution's input, which
+`keras_rbdn.layers.Conv2D` avoids (`docs/performance.md`, "Conv2D under
+PyTorch"). `benchmarks/gpu_speed.sh` runs it on a GPU too. Records
+Markdown under `benchmarks/results/`.
 
     KERAS_BACKEND=torch python benchmarks/torch_profile.py \\
         --precision mixed_bfloat16

@@ -4,7 +4,7 @@ Each preset names a task, the RBDN configuration it was trained with and
 its weights file in `keras_rbdn/weights/`. `load(name)` rebuilds the
 network, loads the weights and wraps it into the end-to-end image model
 (`keras_rbdn.image_model`): float32 pixels in [0, 1] in, pixels out. How
-each was trained and how well it does is in the README's results table.
+each was trained and how well it does is in `docs/results.md`.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Evaluate the RBDN models: the tables of the README's results section.
+"""Evaluate the RBDN models: the tables of `docs/results.md`.
 
 Run:
 

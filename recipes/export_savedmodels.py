@@ -14,8 +14,8 @@ end-to-end pixels-in, pixels-out model), export it with
 `keras_rbdn.export` to `savedmodels/<name>/<version>/`, then reload the
 SavedModel with TensorFlow alone and check it against the Keras model on
 an odd-sized image. `--readme-example` also prints the response of the
-`denoise` model to the README's REST request, to paste into the README's
-"Serving" section.
+`denoise` model to the REST request of `docs/serving.md`, to paste into
+its response block.
 """
 
 import argparse
@@ -47,7 +47,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--readme-example",
         action="store_true",
-        help="print the denoise model's answer to the README request",
+        help="print the denoise model's answer to the REST request of "
+        "docs/serving.md",
     )
     return parser.parse_args(argv)
 
@@ -68,10 +69,10 @@ def check(model, directory, seed=0):
 
 
 def readme_example(directory):
-    """The README's REST request through the SavedModel, as JSON."""
-    with open(os.path.join(ROOT, "README.md")) as file:
-        section = file.read().split("## Serving", 1)[1].split("\n## ", 1)[0]
-    request = json.loads(re.findall(r"```json\n(.*?)```", section, re.S)[0])
+    """The REST request of docs/serving.md through the SavedModel, as JSON."""
+    with open(os.path.join(ROOT, "docs", "serving.md")) as file:
+        text = file.read()
+    request = json.loads(re.findall(r"```json\n(.*?)```", text, re.S)[0])
     served = tf.saved_model.load(directory).signatures["serving_default"]
     images = tf.constant(np.asarray(request["instances"], "uint8"))
     output = served(images=images)["output_images"].numpy()
@@ -100,7 +101,7 @@ def main(argv=None):
         if difference > 1e-4:
             raise SystemExit(f"{name}: the export does not match Keras")
         if args.readme_example and name == "denoise":
-            print("README response:", readme_example(directory))
+            print("docs/serving.md response:", readme_example(directory))
 
 
 if __name__ == "__main__":

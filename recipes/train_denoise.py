@@ -1,6 +1,6 @@
 """Train RBDN for blind gray-image denoising.
 
-Run (the paper's crop 128 and batch 64; see the README for the CPU run):
+Run (the paper's crop 128 and batch 64; see `docs/training.md`):
 
     KERAS_BACKEND=jax python recipes/train_denoise.py \
         ../shared/data/denoise/train400 --run-dir runs/denoise

@@ -33,7 +33,7 @@ import variants  # noqa: E402
 
 
 def test_multiply_adds_per_pixel():
-    # The figures SPEED_NOTES.md and the speed issue start from.
+    # The figures docs/performance.md and the speed issue start from.
     rbdn = keras_rbdn.build(branches=3, task="denoise")
     assert dncnn.multiply_adds_per_pixel(rbdn) == 132624
     assert dncnn.multiply_adds_per_pixel(dncnn.dncnn(17)) == 554112

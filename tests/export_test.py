@@ -27,7 +27,7 @@ from keras_rbdn.export import _find_branches
 from keras_rbdn.layers import pooling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(ROOT, "README.md")
+SERVING_DOC = os.path.join(ROOT, "docs", "serving.md")
 CLIENT = os.path.join(ROOT, "tests", "export_serving_client.py")
 BRANCHES = 2
 MULTIPLE = 2 ** (BRANCHES + 1)
@@ -159,15 +159,15 @@ def to_uint8(images):
     return np.floor(np.clip(images, 0, 1) * 255.0 + 0.5).astype("uint8")
 
 
-def readme_blocks(language):
-    with open(README) as file:
+def doc_blocks(language):
+    """The code blocks of `docs/serving.md` in `language`, in order."""
+    with open(SERVING_DOC) as file:
         text = file.read()
-    section = text.split("## Serving", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
 
 
-def readme_request_and_response():
-    request, response = [json.loads(b) for b in readme_blocks("json")]
+def documented_request_and_response():
+    request, response = [json.loads(b) for b in doc_blocks("json")]
     return request, response
 
 
@@ -236,8 +236,8 @@ def inputs():
         )
     arrays["gray_wrong_channels"] = random_images(2, 9, 7)
     arrays["rgb_wrong_channels"] = random_images(4, 9, 7)
-    request, _ = readme_request_and_response()
-    arrays["readme_request"] = np.asarray(request["instances"], "uint8")
+    request, _ = documented_request_and_response()
+    arrays["doc_request"] = np.asarray(request["instances"], "uint8")
     return arrays
 
 
@@ -249,7 +249,7 @@ def served(exports, inputs, tmp_path_factory):
     calls = []
     for input_key in inputs:
         model_key = input_key.split("_")[0]
-        if input_key == "readme_request":
+        if input_key == "doc_request":
             model_key = "gray"
         signature = (
             "serving_float32"
@@ -407,7 +407,7 @@ class SavedModelTest:
             serve(images=tf.zeros((1, 9, 7, 1), tf.float32))
 
     def test_saved_model_cli_shows_the_documented_signatures(self, exports):
-        (documented,) = readme_blocks("text")
+        (documented,) = doc_blocks("text")
         command = os.path.join(
             os.path.dirname(sys.executable), "saved_model_cli"
         )
@@ -422,18 +422,18 @@ class SavedModelTest:
         assert result.returncode == 0, result.stderr
         assert documented.strip() in result.stdout
 
-    def test_readme_request_gives_the_documented_response_shape(
+    def test_documented_request_gives_the_documented_response_shape(
         self, inputs, served
     ):
         outputs, errors, _ = served
-        assert "readme_request" not in errors, errors.get("readme_request")
-        _, response = readme_request_and_response()
+        assert "doc_request" not in errors, errors.get("doc_request")
+        _, response = documented_request_and_response()
         documented = np.asarray(response["predictions"])
-        assert outputs["readme_request"].shape == documented.shape
-        assert documented.shape == inputs["readme_request"].shape
+        assert outputs["doc_request"].shape == documented.shape
+        assert documented.shape == inputs["doc_request"].shape
 
-    def test_readme_python_client(self, exports, tmp_path, monkeypatch):
-        """Runs the README's client against a stand-in REST server that
+    def test_documented_python_client(self, exports, tmp_path, monkeypatch):
+        """Runs the documented client against a stand-in REST server that
         answers `:predict` as TF Serving does, with the SavedModel."""
         import tensorflow as tf
         from PIL import Image
@@ -463,14 +463,14 @@ class SavedModelTest:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            client = [b for b in readme_blocks("python") if "urllib" in b][0]
+            client = [b for b in doc_blocks("python") if "urllib" in b][0]
             client = client.replace(
                 "localhost:8501", f"127.0.0.1:{server.server_port}"
             )
             monkeypatch.chdir(tmp_path)
             noisy = random_images(1, 33, 21, batch=1)[0, :, :, 0]
             Image.fromarray(noisy).save("noisy.png")
-            exec(compile(client, "README client", "exec"), {})
+            exec(compile(client, "docs/serving.md client", "exec"), {})
         finally:
             server.shutdown()
             server.server_close()

@@ -14,11 +14,9 @@ class Conv2D(keras.layers.Conv2D):
     channels-first view of a channels-last input already has that memory
     format, so this layer hands it to PyTorch as it is: no copy, the same
     kernel and the same result, bit for bit. Keras has merged that change
-    upstream (keras-team/keras#23199), not yet released. Under PyTorch on
-    a CPU the copies took 39% of RBDN-3's time
-    (`benchmarks/SPEED_NOTES.md`, sections 27 and 32). The bias is added
-    inside PyTorch's convolution, not in a pass of its own (section 33),
-    with the same result bit for bit.
+    upstream (keras-team/keras#23199), not yet released. The bias is added
+    inside PyTorch's convolution, not in a pass of its own, with the same
+    result bit for bit (`docs/performance.md`, "Conv2D under PyTorch").
 
     Every other backend, channels-first data, "same" convolutions that
     PyTorch would pad differently (strided, or an even kernel span) and

@@ -10,13 +10,13 @@ from keras_rbdn.layers.conv import Conv2D
 # are efficient and the layer behaves exactly like `keras.layers.Conv2D`.
 MAX_NARROW_FILTERS = 4
 # (backend, device platform) pairs whose convolutions to few output
-# channels run faster as rows, then a shift-sum: TensorFlow (measured on a
-# 2-core CPU; the platform is only read under JAX) and JAX on a GPU (3x3,
-# 64 -> 1: 1.58x on an H100; benchmarks/SPEED_NOTES.md, sections 12, 26).
+# channels run faster as rows, then a shift-sum: TensorFlow (the platform
+# is only read under JAX) and JAX on a GPU.
+# Measured forms per device: docs/performance.md, "NarrowConv2D".
 ROWS_FORM_PLATFORMS = (("tensorflow", None), ("jax", "gpu"))
 # (backend, device platform) pairs whose large narrow convolutions run
-# faster between blocks of pixels (measured on an H100 under JAX,
-# benchmarks/SPEED_NOTES.md section 25), the block size, and the smallest
+# faster between blocks of pixels (JAX on a GPU: docs/performance.md,
+# "NarrowConv2D"), the block size, and the smallest
 # kernel it is used for: the form multiplies the multiply-adds by
 # (block * (2 * ceil(K // 2 / block) + 1) / K) ** 2, 1.78x for K = 9.
 BLOCKS_FORM_PLATFORMS = (("jax", "gpu"),)
@@ -55,8 +55,8 @@ class NarrowConv2D(Conv2D):
     instead runs between blocks of 4 x 4 pixels: space-to-depth, a 3 x 3
     convolution from `16 * C` to `16 * F` channels with the kernel
     rearranged, depth-to-space. It does 1.78x the multiply-adds for K = 9
-    in a shape the tensor cores run well: 3-5x faster on an H100
-    (`benchmarks/SPEED_NOTES.md`, section 25).
+    in a shape the tensor cores run well (`docs/performance.md`,
+    "NarrowConv2D").
     In float32 under JAX's default precision, the GPU's tensor cores then
     round its products to TF32, as they do for the network's other
     convolutions (the plain one-channel convolution did not use them);
@@ -64,7 +64,7 @@ class NarrowConv2D(Conv2D):
 
     Every other configuration, and the other backends and devices (where
     the plain computation measured as fast or faster, see
-    `benchmarks/SPEED_NOTES.md`), use the plain `Conv2D` computation.
+    `docs/performance.md`), use the plain `Conv2D` computation.
     Results agree with `Conv2D` to float rounding.
 
     Args:

@@ -13,8 +13,8 @@ from keras_rbdn.layers import torch_pooling
 _WINDOW = 2  # RBDN pools with 2x2 windows and stride 2 everywhere.
 # From this many elements on (4 x 512 x 512 x 64), the switch mask of a
 # TensorFlow graph is compiled by XLA into one pass; below it, XLA is no
-# faster on a CPU and only adds compile time (`benchmarks/SPEED_NOTES.md`,
-# section 23).
+# faster on a CPU and only adds compile time.
+# Why and where it pays: docs/performance.md, "Pooling and unpooling".
 COMPILED_MASK_MIN_ELEMENTS = 2**26
 # What `MaxPoolingWithArgmax2D` returns as switches (see its docstring).
 SWITCHES = ("mask", "input", "auto")
@@ -50,9 +50,9 @@ def _pool_tournament(corners):
     Two pairs, then their winners: a later member wins only when strictly
     greater, so ties go to the first in row-major order. Both outputs are
     selects on the four corners, which XLA computes in one pass over the
-    input (a maximum first, compared with each member, took three on a GPU:
-    `benchmarks/SPEED_NOTES.md`, section 26). The gradient of a select goes
-    to the selected member only.
+    input (a maximum first, compared with each member, takes three on a
+    GPU; see `docs/performance.md`). The gradient of a select goes to the
+    selected member only.
     """
     top_left, top_right, bottom_left, bottom_right = corners
     right_wins = ops.greater(top_right, top_left)
@@ -129,7 +129,7 @@ def _use_window_view():
     ops on a free `(b, h, 2, w, 2, c)` reshape and a broadcast select for
     unpooling are several times faster than the strided-slice formulation.
     Under JAX (XLA) and PyTorch the slices are as fast or faster
-    (`benchmarks/SPEED_NOTES.md`, sections 3, 11 and 13).
+    (`docs/performance.md`, "Pooling and unpooling with switches").
     """
     return keras.backend.backend() == "tensorflow"
 
@@ -158,7 +158,7 @@ def _cpu_max_pool_kernels():
     without oneDNN) puts each value at its window's first maximum in
     row-major order, and `MaxPoolGradGrad` reads the gradient there: the
     unpooling and its gradient. With the pooled input as the switches,
-    that skips the mask (`benchmarks/SPEED_NOTES.md`, section 29). Only
+    that skips the mask (`docs/performance.md` says when). Only
     with TensorFlow, when no GPU is visible, outside `portable_switches()`
     and outside XLA, whose lowering of these kernels breaks ties another
     way on odd sizes: not inside `jit_compile=True`, and not when
@@ -183,7 +183,7 @@ def _kernels_carry_switches(x, training):
 
     Under PyTorch on a CPU, outside `torch.compile`: in training too
     (`torch_pooling`; its gradients are exact, and training is faster:
-    `benchmarks/SPEED_NOTES.md`, section 33). With TensorFlow: its CPU
+    `docs/performance.md`). With TensorFlow: its CPU
     kernels, for inference only (see `_cpu_max_pool_kernels`). Never
     inside `portable_switches()`.
     """
@@ -355,8 +355,9 @@ def _unpool_with_cpu_kernels(values, switches):
 
     The gradient reads the upstream gradient through a mask of `switches`
     rather than with `MaxPoolGradGrad`: graphs holding both kernels gave
-    wrong gradients in some calls (`benchmarks/SPEED_NOTES.md`, sections
-    30 and 31), and with the mask no graph holds `MaxPoolGradGrad`.
+    wrong gradients in some calls (`docs/performance.md`, "Pooling and
+    unpooling with switches"), and with the mask no graph holds
+    `MaxPoolGradGrad`.
     """
     import tensorflow as tf
 
@@ -426,11 +427,8 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     - `switches="auto"`, what `RBDN` uses: `"input"` where the backend's
       own CPU max-pool kernels do the unpooling, `"mask"` elsewhere.
       `"input"` with PyTorch on a CPU outside `torch.compile`, in training
-      too (side by side, RBDN-3 1.14-1.15x faster in inference from this
-      alone; with the bias inside the convolution as well, 1.24-1.27x in
-      inference and 1.17x in training: `benchmarks/SPEED_NOTES.md`,
-      section 33), and for inference with
-      TensorFlow when no GPU is visible (1.05x faster: section 29).
+      too, and for inference with TensorFlow when no GPU is visible: both
+      faster than masks (`docs/performance.md`).
       `"mask"` with JAX, on GPUs, in TensorFlow training
       (`training=True`, which gained nothing), under XLA and inside
       `portable_switches()`, which `keras_rbdn.export` uses so that its
@@ -566,7 +564,7 @@ class MaxUnpooling2D(keras.layers.Layer):
     max-pool gradient kernels on a CPU except with `training=True`, where
     a mask of the map is computed instead: those kernels gave wrong
     gradients in some calls of bfloat16 training graphs
-    (`benchmarks/SPEED_NOTES.md`, section 30).
+    (`docs/performance.md`, "Pooling and unpooling with switches").
 
     Args:
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.

@@ -3,12 +3,10 @@
 PyTorch's CPU max pool scans each 2x2 window in row-major order and keeps
 the first strict maximum, Caffe's tie rule, and returns where it found it
 as flat indices; `max_unpool2d` writes values back at those indices. On
-channels-last maps both are single native passes. The portable
+channels-last maps both are single native passes, where the portable
 formulation (`pooling._pool_tournament`, a nearest upsampling and a
-select) makes several full-size copies: on a CPU, one 1 x 512x512 x 64
-map took PyTorch 146 ms to pool and unpool that way, against 44 ms for
-the max pool with indices and `max_unpool2d`
-(`benchmarks/SPEED_NOTES.md`, section 33).
+select) makes several full-size copies (`docs/performance.md`, "Pooling
+and unpooling with switches").
 """
 
 import keras

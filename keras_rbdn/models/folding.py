@@ -102,9 +102,9 @@ def fold_batch_norm(model):
     faster with the TensorFlow backend on a CPU, where each convolution,
     its bias and its ReLU then run as one fused kernel; under JAX, whose
     compiler already fuses the normalization, it makes no measurable
-    difference (`benchmarks/SPEED_NOTES.md`, section 20). Use it for
-    serving and batch inference, not for training: the folded model has
-    no batch statistics to learn.
+    difference (`docs/performance.md`, "Batch-normalization folding").
+    Use it for serving and batch inference, not for training: the folded
+    model has no batch statistics to learn.
 
     Rounding can still move a pooling switch where two values of a
     window nearly tie, which changes a few output pixels locally (on the

@@ -394,7 +394,7 @@ class SwitchesFormsTest:
     @pytest.mark.parametrize("training", [None, True])
     def test_the_cpu_kernels_unpool_for_inference_only(self, training):
         # In bfloat16 training graphs of RBDN-3 they gave wrong gradients
-        # in some calls (`benchmarks/SPEED_NOTES.md`, section 30).
+        # in some calls (`docs/performance.md`, "Pooling and unpooling").
         import tensorflow as tf
 
         pool, unpool = MaxPoolingWithArgmax2D("input"), MaxUnpooling2D()
@@ -411,7 +411,7 @@ class SwitchesFormsTest:
     @pytest.mark.parametrize("training", [None, False, True])
     def test_no_gradient_graph_holds_max_pool_grad_grad(self, training):
         # Graphs holding both max-pool gradient kernels gave wrong
-        # gradients (`benchmarks/SPEED_NOTES.md`, sections 30 and 31).
+        # gradients (`docs/performance.md`, "Pooling and unpooling").
         import tensorflow as tf
 
         pool, unpool = MaxPoolingWithArgmax2D("input"), MaxUnpooling2D()
