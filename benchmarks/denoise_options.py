@@ -101,16 +101,16 @@ def main(argv=None):
     model = keras_rbdn.load("denoise")
     functions = {
         label: (
-            lambda c=channels, s=color_space, e=ensemble: (
-                inference.apply_model(
-                    model, noisy[c], color_space=s, ensemble=e
-                )
+            lambda c=channels, s=color_space, e=ensemble: inference.apply_model(
+                model, noisy[c], color_space=s, ensemble=e
             )
         )
         for label, (channels, color_space, ensemble) in OPTIONS.items()
     }
     seconds = speed.alternate(functions, args.warmup, args.repeats)
-    medians = {label: statistics.median(times) for label, times in seconds.items()}
+    medians = {
+        label: statistics.median(times) for label, times in seconds.items()
+    }
     references = {1: bm3d_seconds(noisy[1][..., 0], args)}
     references[3] = bm3d_seconds(noisy[3], args)
     names = {1: "BM3D", 3: "CBM3D"}
@@ -128,8 +128,7 @@ def main(argv=None):
         "`denoise` through `inference.apply_model`",
         f"- median of {args.repeats} calls each, options timed in "
         f"alternation; BM3D/CBM3D median of {args.bm3d_repeats}",
-        f"- load average before: {load_before}; after: "
-        f"{speed.load_average()}",
+        f"- load average before: {load_before}; after: {speed.load_average()}",
         "",
         "| option | seconds | BM3D (gray) or CBM3D (RGB) seconds | "
         "times faster than it |",

@@ -22,7 +22,7 @@ Anything else is a `ValueError` that names the channel counts.
 
 from keras import ops
 
-from keras_rbdn.data.files import check_choice
+from keras_rbdn.checks import check_choice
 from keras_rbdn.layers.color import opponent_planes_to_rgb
 from keras_rbdn.layers.color import rgb_to_opponent_planes
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from keras_rbdn import inference
-from keras_rbdn.data.files import check_choice
+from keras_rbdn.checks import check_choice
 
 DENOISE_SETS = ("bsd68", "set12")
 DENOISE_SIGMAS = (15, 25, 50)
@@ -118,9 +118,7 @@ def evaluate_denoiser(
     return results
 
 
-def model_denoiser(
-    model, tile_size=1024, color_space="opponent", ensemble=1
-):
+def model_denoiser(model, tile_size=1024, color_space="opponent", ensemble=1):
     """A `(noisy, sigma) -> output` callable for a blind image model.
 
     `color_space` and `ensemble` are `inference.apply_model`'s.

@@ -44,7 +44,8 @@ from keras import ops
 from keras_rbdn.channels import COLOR_SPACES
 from keras_rbdn.channels import accepted_channels
 from keras_rbdn.channels import run_on_channels
-from keras_rbdn.data.files import check_choice
+from keras_rbdn.checks import check_choice
+from keras_rbdn.inference import find_rbdn
 from keras_rbdn.layers import pooling
 from keras_rbdn.self_ensemble import check_ensemble
 from keras_rbdn.self_ensemble import self_ensemble
@@ -66,17 +67,6 @@ def _channel_text(channels):
 def _channels_text(accepted):
     """`1 channel (gray)` or `1 channel (gray) or 3 channels (RGB)`."""
     return " or ".join(_channel_text(channels) for channels in accepted)
-
-
-def _find_branches(model):
-    """The `branches` of the RBDN inside `model`, or `None` if it has none."""
-    if isinstance(getattr(model, "branches", None), int):
-        return model.branches
-    for layer in getattr(model, "layers", []):
-        branches = _find_branches(layer)
-        if branches is not None:
-            return branches
-    return None
 
 
 def _resolve_model(model_or_name):
@@ -116,22 +106,18 @@ def _image_channels(model):
 
 
 def _pad_multiple(model, pad_mode, pad_multiple):
-    if pad_mode not in PAD_MODES:
-        raise ValueError(
-            f"`pad_mode` must be one of {PAD_MODES}. Received: "
-            f"pad_mode={pad_mode!r}"
-        )
+    check_choice("pad_mode", pad_mode, PAD_MODES)
     if pad_mode is None:
         return 1
     if pad_multiple is None:
-        branches = _find_branches(model)
-        if branches is None:
+        network = find_rbdn(model)
+        if network is None:
             raise ValueError(
                 "Could not find the RBDN's `branches` in the model to pad "
                 "to a multiple of 2^(branches + 1); pass `pad_multiple`. "
                 f"Received: pad_multiple={pad_multiple!r}"
             )
-        return 2 ** (branches + 1)
+        return 2 ** (network.branches + 1)
     if isinstance(pad_multiple, bool) or not isinstance(pad_multiple, int):
         raise ValueError(
             "`pad_multiple` must be a positive integer. Received: "
@@ -435,10 +421,7 @@ def export(
     >>> keras_rbdn.export(model, "/tmp/models", name="denoise")
     '/tmp/models/denoise/1'
     """
-    if format not in FORMATS:
-        raise ValueError(
-            f"`format` must be one of {FORMATS}. Received: format={format!r}"
-        )
+    check_choice("format", format, FORMATS)
     if isinstance(version, bool) or not isinstance(version, int):
         raise ValueError(
             f"`version` must be a positive integer. Received: "
@@ -500,9 +483,7 @@ def export(
     # Traced for any device (TF Serving or an ONNX runtime may run it on a
     # GPU), and with stock ops only.
     with pooling.portable_switches():
-        return _write(
-            serving_model, format, target, version_directory, verbose
-        )
+        return _write(serving_model, format, target, version_directory, verbose)
 
 
 def _write(serving_model, format, target, version_directory, verbose):

@@ -25,8 +25,10 @@ import tempfile
 
 import numpy as np
 
+from keras_rbdn.data.files import GRAY_WEIGHTS
+from keras_rbdn.data.files import IMAGE_EXTENSIONS
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -191,7 +193,7 @@ def to_channels(pixels, channels):
     if pixels.shape[-1] == channels:
         return pixels
     if pixels.shape[-1] == 3 and channels == 1:
-        weights = np.array([0.299, 0.587, 0.114], dtype="float32")
+        weights = np.array(GRAY_WEIGHTS, dtype="float32")
         return (pixels @ weights)[..., None].astype("float32")
     if pixels.shape[-1] == 1 and channels == 3:
         return np.repeat(pixels, 3, axis=-1)

@@ -74,7 +74,9 @@ def test_keras_ops_agree_with_numpy():
 def test_gray_image_through_an_rgb_model_is_repeated():
     gray = RGB[..., :1]
     seen = []
-    output = run_on_channels(lambda x: seen.append(x) or x * 2, gray, 3, 3, xp=np)
+    output = run_on_channels(
+        lambda x: seen.append(x) or x * 2, gray, 3, 3, xp=np
+    )
     np.testing.assert_array_equal(seen[0], np.repeat(gray, 3, axis=-1))
     np.testing.assert_array_equal(output, np.repeat(gray, 3, axis=-1) * 2)
 

@@ -233,7 +233,6 @@ class DenoiseCommandTest:
         assert result.stdout == f"{source} -> {output}\n"
         assert Image.open(output).size == (16, 16)
 
-
     def test_ensemble_and_color_space_reach_apply_model(
         self, tmp_path, model_file, monkeypatch
     ):

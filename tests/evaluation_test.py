@@ -28,7 +28,6 @@ class NoiseTest:
         assert not np.array_equal(first, other)
         assert abs(first.std() * 255 - 25) < 1.0
 
-
     def test_uint8_protocol_clips_and_rounds_the_float_draw(self):
         clean = np.random.default_rng(5).random((16, 16, 3), "float32")
         noisy = evaluation.noisy_image(clean, 50, seed=0, index=1)

@@ -23,7 +23,7 @@ import pytest
 
 import keras_rbdn
 from keras_rbdn import export
-from keras_rbdn.export import _find_branches
+from keras_rbdn.inference import find_rbdn
 from keras_rbdn.layers import pooling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -572,7 +572,7 @@ class ShippedSavedModelTest:
         if name not in keras_rbdn.presets.available():
             pytest.skip(f"no shipped weights for {name!r}")
         model = keras_rbdn.load(name)
-        multiple = 2 ** (_find_branches(model) + 1)
+        multiple = 2 ** (find_rbdn(model).branches + 1)
         # Every model takes gray and RGB images.
         arrays = {
             f"{h}x{w}x{channels}": random_images(channels, h, w, batch=1)

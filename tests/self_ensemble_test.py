@@ -32,8 +32,12 @@ def reference_ensemble(image, ensemble):
         forward = [lambda x, k=k: np.rot90(x, k) for k in range(4)]
         inverse = [lambda x, k=k: np.rot90(x, -k) for k in range(4)]
         if ensemble == 8:
-            forward += [lambda x, k=k: np.fliplr(np.rot90(x, k)) for k in range(4)]
-            inverse += [lambda x, k=k: np.rot90(np.fliplr(x), -k) for k in range(4)]
+            forward += [
+                lambda x, k=k: np.fliplr(np.rot90(x, k)) for k in range(4)
+            ]
+            inverse += [
+                lambda x, k=k: np.rot90(np.fliplr(x), -k) for k in range(4)
+            ]
     outputs = [
         undo(orientation_dependent(do(image)))
         for do, undo in zip(forward, inverse, strict=True)
@@ -57,10 +61,13 @@ def test_eight_distinct_symmetries_are_seen():
     expected = numpy_symmetries(image)
     assert len(seen) == 8
     for symmetry in expected:
-        assert sum(
-            s.shape == symmetry.shape and np.array_equal(s, symmetry)
-            for s in seen
-        ) == 1
+        assert (
+            sum(
+                s.shape == symmetry.shape and np.array_equal(s, symmetry)
+                for s in seen
+            )
+            == 1
+        )
 
 
 @pytest.mark.parametrize("ensemble", ENSEMBLE_SIZES)

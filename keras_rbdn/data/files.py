@@ -10,7 +10,20 @@ import warnings
 import numpy as np
 from PIL import Image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+from keras_rbdn.checks import check_choice
+
+# File name extensions of the images that folders are listed for, here
+# and in `keras_rbdn.inference`.
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
 # RGB -> gray weights (ITU-R BT.601 luma, as PIL's "L" mode and
 # `tf.image.rgb_to_grayscale`); applied the same way in both pipelines.
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -52,13 +65,6 @@ def list_image_files(source):
             f"(looked for {', '.join(IMAGE_EXTENSIONS)})"
         )
     return files
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
-        )
 
 
 def to_gray(rgb):

@@ -6,7 +6,8 @@ TensorFlow is imported when a pipeline is built, not with the package, so
 
 import numpy as np
 
-from keras_rbdn.data.files import check_choice
+from keras_rbdn.checks import check_choice
+from keras_rbdn.data.files import GRAY_WEIGHTS
 from keras_rbdn.data.files import check_files
 from keras_rbdn.data.files import list_image_files
 from keras_rbdn.layers.noise import PIXEL_SCALE
@@ -92,7 +93,7 @@ def _decode(path, channels, crop_size):
     if channels == 1:
         gray = tf.tensordot(
             tf.cast(rgb, tf.float32),
-            tf.constant([0.299, 0.587, 0.114], tf.float32),
+            tf.constant(GRAY_WEIGHTS, tf.float32),
             axes=[[-1], [0]],
         )
         rgb = tf.cast(tf.round(gray), tf.uint8)[..., None]

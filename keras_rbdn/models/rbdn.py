@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_rbdn.checks import check_choice
 from keras_rbdn.layers.batch_norm import BatchNormalization
 from keras_rbdn.layers.conv import Conv2D
 from keras_rbdn.layers.narrow_conv import NarrowConv2D
@@ -27,13 +28,6 @@ def _check_int(name, value, minimum, odd=False):
         raise ValueError(
             f"`{name}` must be odd so that 'same' padding is symmetric. "
             f"Received: {name}={value}"
-        )
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
         )
 
 
@@ -158,8 +152,8 @@ class RBDN(keras.Model):
         _check_int("input_channels", input_channels, 1)
         _check_int("output_channels", output_channels, 1)
         _check_int("trunk_dilation_rate", trunk_dilation_rate, 1)
-        _check_choice("upsampling", upsampling, UPSAMPLING_MODES)
-        _check_choice("merge", merge, MERGE_MODES)
+        check_choice("upsampling", upsampling, UPSAMPLING_MODES)
+        check_choice("merge", merge, MERGE_MODES)
         if not isinstance(batch_norm, bool):
             raise ValueError(
                 "`batch_norm` must be True or False. Received: "
