@@ -132,6 +132,7 @@ def make_build_model(args, loss):
 
 def main(argv=None):
     args = parse_args(argv)
+    common.start_distribution(args)
     keras.utils.set_random_seed(args.seed)
     train_files, train, validation = make_datasets(args)
     loss = make_loss(args, train_files)

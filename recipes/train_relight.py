@@ -120,6 +120,7 @@ def make_build_model(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    common.start_distribution(args)
     keras.utils.set_random_seed(args.seed)
     train, validation = make_datasets(args)
     return common.train_and_export(

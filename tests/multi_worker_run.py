@@ -1,0 +1,111 @@
+"""One worker of a two-worker training run, for `multi_worker_test.py`.
+
+    python tests/multi_worker_run.py RUN_DIR EPOCHS OUT.npz [KILL_AT_EPOCH]
+
+The test starts two of these with the same arguments and either
+`TF_CONFIG` (TensorFlow) or `KERAS_DISTRIBUTION_*` (JAX) naming the two
+workers. Each trains a tiny RBDN with `keras_rbdn.training.fit`, then writes
+its weights, optimizer step, trained epochs and the part of the first batch
+it is fed to `OUT.npz`. With `KILL_AT_EPOCH`, the chief SIGKILLs itself in
+the middle of that epoch (counted from 0), after its checkpoint of the
+epoch before.
+"""
+
+import os
+import signal
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_rbdn  # noqa: E402
+from keras_rbdn import training  # noqa: E402
+
+STEPS = 3
+# The global batch: each of the two workers is fed half of it.
+BATCH = 4
+
+
+class KillAt(keras.callbacks.Callback):
+    """SIGKILLs this process in the middle of `epoch` (no clean-up)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+        self.current = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def build_model():
+    model = keras_rbdn.build(
+        branches=1, task="denoise", filters=4, trunk_depth=1
+    )
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def dataset():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH * STEPS, 16, 16, 1), dtype="float32")
+    return tf.data.Dataset.from_tensor_slices((x, x)).batch(BATCH).repeat()
+
+
+def first_local_batch(distribution):
+    """The part of the first global batch that `fit` feeds this worker."""
+    if keras.backend.backend() == "jax":
+        batches = distribution.strategy.distribute_dataset(dataset())
+        return next(iter(batches))[0].numpy()
+    strategy = distribution.strategy
+    batches = strategy.experimental_distribute_dataset(dataset())
+    return strategy.experimental_local_results(next(iter(batches))[0])[0]
+
+
+def main(run_dir, epochs, out, kill_at_epoch=None):
+    # First of all: the workers join before any other computation.
+    distribution = training.distribution(True)
+    keras.utils.set_random_seed(0)
+    callbacks = []
+    if kill_at_epoch is not None and distribution.is_chief:
+        callbacks.append(KillAt(kill_at_epoch))
+    model, history = training.fit(
+        build_model,
+        dataset(),
+        epochs=epochs,
+        run_dir=run_dir,
+        steps_per_epoch=STEPS,
+        distribute=distribution,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    np.savez(
+        out,
+        worker=distribution.worker_index,
+        workers=distribution.worker_count,
+        iterations=int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        epochs=np.array(history.epoch if history else [], dtype="int64"),
+        first_batch=np.asarray(first_local_batch(distribution)),
+        names=np.array([weight.path for weight in model.weights]),
+        **{
+            f"weight_{index}": keras.ops.convert_to_numpy(weight)
+            for index, weight in enumerate(model.weights)
+        },
+    )
+
+
+if __name__ == "__main__":
+    main(
+        sys.argv[1],
+        int(sys.argv[2]),
+        sys.argv[3],
+        int(sys.argv[4]) if len(sys.argv) > 4 else None,
+    )
