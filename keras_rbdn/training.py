@@ -32,6 +32,7 @@ import json
 import numbers
 import os
 import re
+import sys
 import tempfile
 import time
 import warnings
@@ -235,6 +236,32 @@ class Distribution:
             return contextlib.nullcontext()
         return self.strategy.scope()
 
+    def local_data(self, data):
+        """The part of `data` this process feeds to `keras.Model.fit`.
+
+        Between JAX processes, a `tf.data.Dataset` of global batches is
+        split by Keras (`DataParallel.distribute_dataset`: each process
+        gets its share of every batch); any other data (NumPy arrays, a
+        `keras.utils.PyDataset`) is this process's own already. Elsewhere,
+        `data` itself (TensorFlow's strategies split the batches inside
+        `fit`).
+        """
+        strategy = self.strategy
+        if self.worker_count == 1 or not isinstance(
+            strategy, keras.distribution.DataParallel
+        ):
+            return data
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and isinstance(data, tf.data.Dataset):
+            # Sharded here, then never again by Keras: it would refuse
+            # the other kinds of data.
+            strategy.auto_shard_dataset = True
+            try:
+                data = strategy.distribute_dataset(data)
+            finally:
+                strategy.auto_shard_dataset = False
+        return data
+
     def __repr__(self):
         return (
             f"Distribution({type(self.strategy).__name__}, worker "
@@ -414,7 +441,9 @@ def distribution(
             worker_index, worker_count = process_id, num_processes
         devices = keras.distribution.list_devices()
         result = Distribution(
-            keras.distribution.DataParallel(devices=devices),
+            keras.distribution.DataParallel(
+                devices=devices, auto_shard_dataset=False
+            ),
             worker_index,
             worker_count,
         )
@@ -503,9 +532,14 @@ def _every_worker(distribute, value):
         import tensorflow as tf
 
         strategy = distribute.strategy
-        values = strategy.gather(
-            strategy.run(lambda: tf.constant([value])), axis=0
-        )
+
+        @tf.function  # Eagerly, the strategy warns of its overhead.
+        def gather():
+            return strategy.gather(
+                strategy.run(lambda: tf.constant([value])), axis=0
+            )
+
+        values = gather()
     return np.asarray(values).ravel().tolist()
 
 
@@ -670,8 +704,10 @@ def fit(
             print(f"Resuming from epoch {initial_epoch} of {run_dir}")
         if initial_epoch >= epochs:
             return model, None
+        if validation_data is not None:
+            validation_data = distribute.local_data(validation_data)
         history = model.fit(
-            train_data,
+            distribute.local_data(train_data),
             validation_data=validation_data,
             epochs=epochs,
             initial_epoch=initial_epoch,

@@ -46,25 +46,28 @@ class KillAt(keras.callbacks.Callback):
 
 def build_model():
     model = keras_rbdn.build(
-        branches=1, task="denoise", filters=4, trunk_depth=1
+        branches=1, task="denoise", filters=4, kernel_size=3, trunk_depth=1
     )
     model.compile(optimizer="adam", loss="mse")
     return model
 
 
+def images():
+    rng = np.random.default_rng(0)
+    return rng.random((BATCH * STEPS, 16, 16, 1), dtype="float32")
+
+
 def dataset():
     import tensorflow as tf
 
-    rng = np.random.default_rng(0)
-    x = rng.random((BATCH * STEPS, 16, 16, 1), dtype="float32")
+    x = images()
     return tf.data.Dataset.from_tensor_slices((x, x)).batch(BATCH).repeat()
 
 
 def first_local_batch(distribution):
     """The part of the first global batch that `fit` feeds this worker."""
     if keras.backend.backend() == "jax":
-        batches = distribution.strategy.distribute_dataset(dataset())
-        return next(iter(batches))[0].numpy()
+        return next(iter(distribution.local_data(dataset())))[0].numpy()
     strategy = distribution.strategy
     batches = strategy.experimental_distribute_dataset(dataset())
     return strategy.experimental_local_results(next(iter(batches))[0])[0]
@@ -83,6 +86,8 @@ def main(run_dir, epochs, out, kill_at_epoch=None):
         epochs=epochs,
         run_dir=run_dir,
         steps_per_epoch=STEPS,
+        # NumPy arrays: each worker validates on all of them.
+        validation_data=(images()[:BATCH], images()[:BATCH]),
         distribute=distribution,
         callbacks=callbacks,
         verbose=0,

@@ -178,11 +178,12 @@ def test_two_workers_train_alike_and_resume_after_a_kill(backend, tmp_path):
     # One line per epoch: only the chief writes the log.
     lines = (run_dir / "history.csv").read_text().split()
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2"]
+    assert lines[0].split(",")[-1] == "val_loss"
 
     # Each worker is fed its own half of every global batch.
     first, second = (output["first_batch"] for output in outputs)
     assert first.shape == second.shape == (BATCH // 2, 16, 16, 1)
-    rng = np.random.default_rng(0)  # multi_worker_run.dataset()
+    rng = np.random.default_rng(0)  # multi_worker_run.images()
     x = rng.random((BATCH * STEPS, 16, 16, 1), dtype="float32")
     np.testing.assert_array_equal(np.concatenate([first, second]), x[:BATCH])
 
