@@ -138,13 +138,15 @@ class TimeLimit(keras.callbacks.Callback):
     At the end of each epoch, training stops if another epoch as long as
     the last one would end after `seconds` (counted from the start of
     training). The epoch in progress is always finished, so the run ends
-    on a checkpoint.
+    on a checkpoint. With several workers, all stop when one would.
 
     Args:
         seconds: float. The time budget of the run, > 0.
+        distribution: `Distribution` or `None`. The workers that must stop
+            together. Defaults to `None` (this process alone).
     """
 
-    def __init__(self, seconds):
+    def __init__(self, seconds, distribution=None):
         super().__init__()
         if not (_is_number(seconds) and seconds > 0):
             raise ValueError(
@@ -152,6 +154,7 @@ class TimeLimit(keras.callbacks.Callback):
                 f"Received: seconds={seconds!r}"
             )
         self.seconds = float(seconds)
+        self.distribution = distribution
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
@@ -162,7 +165,11 @@ class TimeLimit(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
         last_epoch = now - self._epoch_start
-        if now - self._start + last_epoch > self.seconds:
+        stop = now - self._start + last_epoch > self.seconds
+        if self.distribution is not None and self.distribution.worker_count > 1:
+            # A worker that stopped alone would leave the others waiting.
+            stop = any(_every_worker(self.distribution, int(stop)))
+        if stop:
             self.model.stop_training = True
             print(
                 f"Time limit: stopping after epoch {epoch + 1} "
@@ -650,7 +657,10 @@ def fit(
             inside the distribution scope, so that variables are placed on
             every device.
         train_data: Training data accepted by `keras.Model.fit` (a
-            `tf.data.Dataset` or a `keras.utils.PyDataset`).
+            `tf.data.Dataset` or a `keras.utils.PyDataset`). A
+            `tf.data.Dataset` holds global batches, which the workers
+            split between them; between JAX processes, other data is each
+            process's own share (see `Distribution.local_data`).
         epochs: int. Total number of epochs, counting those already done by
             an earlier run in `run_dir`.
         run_dir: str. Folder for checkpoints (`epoch-NNNN.weights.h5`),
@@ -684,9 +694,11 @@ def fit(
         raise ValueError(
             f"`epochs` must be a positive integer. Received: epochs={epochs!r}"
         )
-    time_limit_callbacks = [] if time_limit is None else [TimeLimit(time_limit)]
     if not isinstance(distribute, Distribution):
         distribute = distribution(distribute)
+    time_limit_callbacks = []
+    if time_limit is not None:
+        time_limit_callbacks = [TimeLimit(time_limit, distribute)]
     log_callbacks = []
     if distribute.is_chief:
         log_callbacks = [

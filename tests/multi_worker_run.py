@@ -1,19 +1,19 @@
 """One worker of a two-worker training run, for `multi_worker_test.py`.
 
-    python tests/multi_worker_run.py RUN_DIR EPOCHS OUT.npz [KILL_AT_EPOCH]
+    python tests/multi_worker_run.py RUN_DIR EPOCHS OUT.npz \
+        [--kill-at-epoch N] [--time-limit SECONDS]
 
-The test starts two of these with the same arguments and either
-`TF_CONFIG` (TensorFlow) or `KERAS_DISTRIBUTION_*` (JAX) naming the two
-workers. Each trains a tiny RBDN with `keras_rbdn.training.fit`, then writes
-its weights, optimizer step, trained epochs and the part of the first batch
-it is fed to `OUT.npz`. With `KILL_AT_EPOCH`, the chief SIGKILLs itself in
-the middle of that epoch (counted from 0), after its checkpoint of the
-epoch before.
+The test starts two of these and either `TF_CONFIG` (TensorFlow) or
+`KERAS_DISTRIBUTION_*` (JAX) naming the two workers. Each trains a tiny
+RBDN with `keras_rbdn.training.fit`, then writes its weights, optimizer
+step, trained epochs and the part of the first batch it is fed to
+`OUT.npz`. With `--kill-at-epoch`, the chief SIGKILLs itself in the middle
+of that epoch (counted from 0), after its checkpoint of the epoch before.
 """
 
+import argparse
 import os
 import signal
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -73,27 +73,35 @@ def first_local_batch(distribution):
     return strategy.experimental_local_results(next(iter(batches))[0])[0]
 
 
-def main(run_dir, epochs, out, kill_at_epoch=None):
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir")
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("out")
+    parser.add_argument("--kill-at-epoch", type=int)
+    parser.add_argument("--time-limit", type=float)
+    args = parser.parse_args(argv)
     # First of all: the workers join before any other computation.
     distribution = training.distribution(True)
     keras.utils.set_random_seed(0)
     callbacks = []
-    if kill_at_epoch is not None and distribution.is_chief:
-        callbacks.append(KillAt(kill_at_epoch))
+    if args.kill_at_epoch is not None and distribution.is_chief:
+        callbacks.append(KillAt(args.kill_at_epoch))
     model, history = training.fit(
         build_model,
         dataset(),
-        epochs=epochs,
-        run_dir=run_dir,
+        epochs=args.epochs,
+        run_dir=args.run_dir,
         steps_per_epoch=STEPS,
         # NumPy arrays: each worker validates on all of them.
         validation_data=(images()[:BATCH], images()[:BATCH]),
         distribute=distribution,
         callbacks=callbacks,
         verbose=0,
+        time_limit=args.time_limit,
     )
     np.savez(
-        out,
+        args.out,
         worker=distribution.worker_index,
         workers=distribution.worker_count,
         iterations=int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
@@ -108,9 +116,4 @@ def main(run_dir, epochs, out, kill_at_epoch=None):
 
 
 if __name__ == "__main__":
-    main(
-        sys.argv[1],
-        int(sys.argv[2]),
-        sys.argv[3],
-        int(sys.argv[4]) if len(sys.argv) > 4 else None,
-    )
+    main()

@@ -143,19 +143,20 @@ def test_two_workers_train_alike_and_resume_after_a_kill(backend, tmp_path):
     environments = worker_environments(backend)
     run_dir = tmp_path / "run"
 
-    def arguments(kill_at_epoch=None):
+    def arguments(epochs, *options):
         def worker_arguments(index):
-            extra = [] if kill_at_epoch is None else [kill_at_epoch]
             out = tmp_path / f"worker-{index}.npz"
-            return [run_dir, 3, out, *extra]
+            return [run_dir, epochs, out, *options[index]]
 
         return worker_arguments
 
     # The chief is SIGKILLed in the middle of the third epoch; the other
     # worker, waiting on it, is killed then.
-    with started_workers(
-        tmp_path, "killed", environments, arguments(kill_at_epoch=2)
-    ) as (processes, logs):
+    killed = arguments(3, ["--kill-at-epoch", 2], [])
+    with started_workers(tmp_path, "killed", environments, killed) as (
+        processes,
+        logs,
+    ):
         try:
             processes[0].wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -165,9 +166,12 @@ def test_two_workers_train_alike_and_resume_after_a_kill(backend, tmp_path):
     assert not [name for name in os.listdir(run_dir) if "partial" in name]
 
     # Both started again: they continue with the third epoch, from the
-    # chief's checkpoint of the second (optimizer step included).
+    # chief's checkpoint of the second (optimizer step included). Only the
+    # second worker's time is up after it, and both stop there (the chief
+    # going on alone would wait forever on the other in the fourth).
+    resumed = arguments(4, ["--time-limit", 3600], ["--time-limit", 1e-6])
     outputs = run_workers(
-        tmp_path, "resumed", worker_environments(backend), arguments()
+        tmp_path, "resumed", worker_environments(backend), resumed
     )
     for index, output in enumerate(outputs):
         assert int(output["worker"]) == index
