@@ -403,6 +403,48 @@ class SeveralMachinesSettingsTest:
         assert distribution.strategy is None and distribution.is_chief
         assert distribution.worker_count == 1
 
+    def fit_as_second_worker(self, tmp_path, monkeypatch, peer, **options):
+        """`fit` as worker 1 of 2; the chief reports `peer(value)`."""
+        _, trainer = load_trainer(tmp_path)
+        monkeypatch.setattr(
+            training,
+            "_every_worker",
+            lambda distribution, value: [peer(value), value],
+        )
+        run_dir = tmp_path / "run"
+        model, history = training.fit(
+            trainer.build_model,
+            trainer.dataset(),
+            epochs=3,
+            run_dir=str(run_dir),
+            steps_per_epoch=trainer.STEPS,
+            distribute=training.Distribution(None, 1, 2),
+            verbose=0,
+            **options,
+        )
+        return run_dir, history
+
+    def test_only_the_chief_writes(self, tmp_path, monkeypatch):
+        run_dir, history = self.fit_as_second_worker(
+            tmp_path, monkeypatch, lambda value: value
+        )
+        assert history.epoch == [0, 1, 2]
+        assert os.listdir(run_dir) == []
+
+    def test_workers_stop_together(self, tmp_path, monkeypatch):
+        # The chief resumes from epoch 0 too, then its time is up after
+        # the first epoch.
+        chief = iter([0, 1])
+        _, history = self.fit_as_second_worker(
+            tmp_path, monkeypatch, lambda value: next(chief), time_limit=3600
+        )
+        assert history.epoch == [0]
+
+    def test_workers_resume_from_the_same_epoch(self, tmp_path, monkeypatch):
+        # The chief found a checkpoint of epoch 2, this worker none.
+        with pytest.raises(ValueError, match=r"epochs \[2, 0\].*shared"):
+            self.fit_as_second_worker(tmp_path, monkeypatch, lambda value: 2)
+
     @pytest.mark.skipif(
         keras.backend.backend() != "jax", reason="JAX's process checks"
     )
