@@ -7,7 +7,8 @@ Run:
 
 Kill it at any time and start the same command again: it continues from the
 last epoch's checkpoint. `--distribute` trains on every local device (JAX
-and TensorFlow backends).
+and TensorFlow backends), or on several machines (README: "Training on
+several machines").
 
 Two formulations of the paper's colorization experiment:
 

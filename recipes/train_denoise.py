@@ -8,7 +8,8 @@ Run (the paper's crop 128 and batch 64; see the README for the CPU run):
 Kill it at any time and start the same command again: it continues from the
 last epoch's checkpoint; `--time-limit MINUTES` ends a run cleanly on a
 checkpoint, so a long schedule can be trained in bounded runs.
-`--distribute` trains on every local device (JAX and TensorFlow backends).
+`--distribute` trains on every local device (JAX and TensorFlow backends),
+or on several machines (README: "Training on several machines").
 On a machine without TensorFlow (a JAX GPU box), `--pipeline numpy` (the
 default there) feeds the crops from NumPy (`keras_rbdn.data.ImagePairLoader`).
 

@@ -7,7 +7,8 @@ Run:
 
 Kill it at any time and start the same command again: it continues from the
 last epoch's checkpoint. `--distribute` trains on every local device (JAX
-and TensorFlow backends).
+and TensorFlow backends), or on several machines (README: "Training on
+several machines").
 
 A pair maps a face under any of the database's point-light directions to
 the same face lit along the camera axis (`yaleBxx_P00A+000E+00.png`). The
