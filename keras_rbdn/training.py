@@ -476,11 +476,15 @@ def distribution(
 
         if os.environ.get("TF_CONFIG"):
             worker_index, worker_count = tf_config_worker()
-            return Distribution(
-                _multi_worker_mirrored_strategy(),
-                worker_index,
-                worker_count,
-            )
+            try:
+                strategy = _multi_worker_mirrored_strategy()
+            except RuntimeError as error:
+                raise RuntimeError(
+                    f"{error}: with TF_CONFIG, call "
+                    "`keras_rbdn.training.distribution` before TensorFlow "
+                    "computes anything or lists its devices."
+                ) from error
+            return Distribution(strategy, worker_index, worker_count)
         return Distribution(tf.distribute.MirroredStrategy(local_devices()))
     raise ValueError(
         "`distribute=True` is supported on the JAX and TensorFlow backends. "

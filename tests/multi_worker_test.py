@@ -49,6 +49,8 @@ def worker_environments(backend, num_processes=(2, 2)):
     }
     base.update(
         KERAS_BACKEND=backend,
+        # Set by the demo recipe when the suite runs it.
+        KERAS_RBDN_QUIET_START="0",
         TF_CPP_MIN_LOG_LEVEL="2",
         CUDA_VISIBLE_DEVICES="",
         JAX_PLATFORMS="cpu",
