@@ -76,7 +76,11 @@ def import_keras_quietly():
     with silenced_stderr():
         import keras
 
-        if keras.backend.backend() == "tensorflow":
+        # With TF_CONFIG, TensorFlow must not start yet: its multi-worker
+        # strategy configures it first (`keras_rbdn.training.distribution`).
+        if keras.backend.backend() == "tensorflow" and not os.environ.get(
+            "TF_CONFIG"
+        ):
             import tensorflow as tf
 
             tf.config.list_logical_devices()  # `cuInit` happens here

@@ -15,7 +15,11 @@
   resuming from the previous one's checkpoint;
 - `distribute=True`: data-parallel training on every local device, with
   `keras.distribution.DataParallel` on JAX and
-  `tf.distribute.MirroredStrategy` on TensorFlow.
+  `tf.distribute.MirroredStrategy` on TensorFlow; `distribution` also
+  spans several machines (`TF_CONFIG` and
+  `tf.distribute.MultiWorkerMirroredStrategy` on TensorFlow,
+  `keras.distribution.initialize` on JAX), the chief alone writing
+  checkpoints and logs.
 
 Around it, the recipes' first and last steps: `compile_for_training`
 (Adam with a cosine-decayed learning rate) and `export_weights`
@@ -24,13 +28,17 @@ Around it, the recipes' first and last steps: `compile_for_training`
 
 import contextlib
 import itertools
+import json
 import numbers
 import os
 import re
+import sys
+import tempfile
 import time
 import warnings
 
 import keras
+import numpy as np
 
 from keras_rbdn import presets
 from keras_rbdn import weights_files
@@ -73,9 +81,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
         run_dir: str. Folder of the checkpoints, `epoch-NNNN.weights.h5`.
         keep: int. How many of the newest checkpoints to keep. Defaults to
             `2`.
+        chief: bool. Whether this process writes `run_dir`; other workers
+            of a multi-worker run save to a temporary folder that is
+            deleted. Defaults to `True`.
     """
 
-    def __init__(self, run_dir, keep=2):
+    def __init__(self, run_dir, keep=2, chief=True):
         super().__init__()
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(
@@ -83,8 +94,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
             )
         self.run_dir = run_dir
         self.keep = keep
+        self.chief = chief
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self.chief:
+            # Every worker saves, as TensorFlow's multi-worker guide asks
+            # (reading variables may take part in collectives), but only
+            # the chief's file is kept.
+            with tempfile.TemporaryDirectory() as folder:
+                self.model.save_weights(
+                    os.path.join(folder, f"discarded{CHECKPOINT_SUFFIX}")
+                )
+            return
         os.makedirs(self.run_dir, exist_ok=True)
         path = checkpoint_path(self.run_dir, epoch + 1)
         # Keras wants the `.weights.h5` ending, so the temporary name keeps
@@ -117,13 +138,15 @@ class TimeLimit(keras.callbacks.Callback):
     At the end of each epoch, training stops if another epoch as long as
     the last one would end after `seconds` (counted from the start of
     training). The epoch in progress is always finished, so the run ends
-    on a checkpoint.
+    on a checkpoint. With several workers, all stop when one would.
 
     Args:
         seconds: float. The time budget of the run, > 0.
+        distribution: `Distribution` or `None`. The workers that must stop
+            together. Defaults to `None` (this process alone).
     """
 
-    def __init__(self, seconds):
+    def __init__(self, seconds, distribution=None):
         super().__init__()
         if not (_is_number(seconds) and seconds > 0):
             raise ValueError(
@@ -131,6 +154,7 @@ class TimeLimit(keras.callbacks.Callback):
                 f"Received: seconds={seconds!r}"
             )
         self.seconds = float(seconds)
+        self.distribution = distribution
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
@@ -141,7 +165,11 @@ class TimeLimit(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
         last_epoch = now - self._epoch_start
-        if now - self._start + last_epoch > self.seconds:
+        stop = now - self._start + last_epoch > self.seconds
+        if self.distribution is not None and self.distribution.worker_count > 1:
+            # A worker that stopped alone would leave the others waiting.
+            stop = any(_every_worker(self.distribution, int(stop)))
+        if stop:
             self.model.stop_training = True
             print(
                 f"Time limit: stopping after epoch {epoch + 1} "
@@ -186,32 +214,357 @@ def local_devices():
     return [keras.backend.backend()]
 
 
-def distribution_scope(distribute):
-    """Context in which to build, compile and fit a data-parallel model.
+class Distribution:
+    """Where `fit` trains, and whether this process writes the run folder.
+
+    Made by `distribution`; pass it to `fit` as `distribute`.
 
     Args:
-        distribute: bool. `False` returns a no-op context. `True` uses every
-            local device: `keras.distribution.DataParallel` on JAX,
-            `tf.distribute.MirroredStrategy` on TensorFlow (GPUs if any,
-            otherwise the logical CPU devices).
+        strategy: `None` (one device), a `keras.distribution.Distribution`
+            (JAX) or a `tf.distribute.Strategy` (TensorFlow).
+        worker_index: int. This process's rank among the workers; the
+            chief, which writes checkpoints and logs, is `0`.
+        worker_count: int. Number of worker processes (machines).
+    """
+
+    def __init__(self, strategy=None, worker_index=0, worker_count=1):
+        self.strategy = strategy
+        self.worker_index = worker_index
+        self.worker_count = worker_count
+
+    @property
+    def is_chief(self):
+        """Whether this process writes checkpoints and logs."""
+        return self.worker_index == 0
+
+    def scope(self):
+        """Context in which to build, compile and fit the model."""
+        if self.strategy is None:
+            return contextlib.nullcontext()
+        return self.strategy.scope()
+
+    def local_data(self, data):
+        """The part of `data` this process feeds to `keras.Model.fit`.
+
+        Between JAX processes, a `tf.data.Dataset` of global batches is
+        split by Keras (`DataParallel.distribute_dataset`: each process
+        gets its share of every batch); any other data (NumPy arrays, a
+        `keras.utils.PyDataset`) is this process's own already. Elsewhere,
+        `data` itself (TensorFlow's strategies split the batches inside
+        `fit`).
+        """
+        strategy = self.strategy
+        if self.worker_count == 1 or not isinstance(
+            strategy, keras.distribution.DataParallel
+        ):
+            return data
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and isinstance(data, tf.data.Dataset):
+            # Sharded here, then never again by Keras: it would refuse
+            # the other kinds of data.
+            strategy.auto_shard_dataset = True
+            try:
+                data = strategy.distribute_dataset(data)
+            finally:
+                strategy.auto_shard_dataset = False
+        return data
+
+    def __repr__(self):
+        return (
+            f"Distribution({type(self.strategy).__name__}, worker "
+            f"{self.worker_index} of {self.worker_count})"
+        )
+
+
+def _integer(value, name):
+    """`value` as an int; strings of digits too (from the environment)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if _is_number(value, numbers.Integral):
+        return int(value)
+    raise ValueError(f"`{name}` must be an integer. Received: {name}={value!r}")
+
+
+def tf_config_worker():
+    """`(index, count)` of this worker in the `TF_CONFIG` cluster.
+
+    The chief (a `"chief"` task if the cluster has one, else worker 0) is
+    index 0. Raises `ValueError`, naming the value, when `TF_CONFIG` is not
+    a cluster of chief and worker tasks that includes this task.
+    """
+    text = os.environ.get("TF_CONFIG", "")
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        task_type, index = task["type"], task["index"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            "TF_CONFIG must be JSON with `cluster` and `task` (`type`, "
+            f"`index`) ({error}). Received: TF_CONFIG={text!r}"
+        ) from None
+    unknown = sorted(set(cluster) - {"chief", "worker"})
+    if unknown:
+        raise ValueError(
+            "Multi-worker training takes `chief` and `worker` tasks only. "
+            f"Received: TF_CONFIG cluster with {unknown}"
+        )
+    tasks = cluster.get(task_type)
+    if task_type not in ("chief", "worker") or not tasks:
+        raise ValueError(
+            f"TF_CONFIG task type {task_type!r} has no addresses in its "
+            f"cluster {sorted(cluster)}. Received: TF_CONFIG={text!r}"
+        )
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ValueError(
+            f"TF_CONFIG task index must be an integer. Received: {index!r}"
+        )
+    if not 0 <= index < len(tasks):
+        raise ValueError(
+            f"TF_CONFIG task index {index} is out of range for the "
+            f"{len(tasks)} {task_type!r} address(es) of its cluster. "
+            f"Received: TF_CONFIG={text!r}"
+        )
+    chiefs = len(cluster.get("chief", []))
+    offset = chiefs if task_type == "worker" else 0
+    return offset + index, chiefs + len(cluster.get("worker", []))
+
+
+def jax_processes(coordinator=None, num_processes=None, process_id=None):
+    """Checks the JAX multi-process settings; returns them as given or read.
+
+    Each of the three falls back on Keras's environment variable:
+    `KERAS_DISTRIBUTION_JOB_ADDRESSES` (the coordinator's `host:port`, or
+    every process's, comma-separated, coordinator first),
+    `KERAS_DISTRIBUTION_NUM_PROCESSES` and `KERAS_DISTRIBUTION_PROCESS_ID`.
 
     Returns:
-        A context manager.
+        `(coordinator, num_processes, process_id)`, or `None` when no
+        process count is set (training on this machine's devices only).
     """
+    environ = os.environ
+    if coordinator is None:
+        coordinator = environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")
+    if num_processes is None:
+        num_processes = environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES")
+    if process_id is None:
+        process_id = environ.get("KERAS_DISTRIBUTION_PROCESS_ID")
+    if num_processes is None:
+        if coordinator is not None or process_id is not None:
+            raise ValueError(
+                "Multi-process training needs the number of processes "
+                "(`num_processes` or KERAS_DISTRIBUTION_NUM_PROCESSES). "
+                f"Received: coordinator={coordinator!r}, "
+                f"process_id={process_id!r}"
+            )
+        return None
+    num_processes = _integer(num_processes, "num_processes")
+    if num_processes < 1:
+        raise ValueError(
+            "`num_processes` must be at least 1. "
+            f"Received: num_processes={num_processes}"
+        )
+    if process_id is None:
+        raise ValueError(
+            "Multi-process training needs this process's id (`process_id` "
+            "or KERAS_DISTRIBUTION_PROCESS_ID). Received: process_id=None"
+        )
+    process_id = _integer(process_id, "process_id")
+    if not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"`process_id` must be in [0, {num_processes - 1}] for "
+            f"num_processes={num_processes}. Received: process_id={process_id}"
+        )
+    addresses = [] if not coordinator else coordinator.split(",")
+    if not addresses or not all(addresses):
+        raise ValueError(
+            "Multi-process training needs the coordinator's `host:port` "
+            "(`coordinator` or KERAS_DISTRIBUTION_JOB_ADDRESSES). "
+            f"Received: coordinator={coordinator!r}"
+        )
+    if len(addresses) > 1 and len(addresses) != num_processes:
+        raise ValueError(
+            f"{len(addresses)} job addresses for num_processes="
+            f"{num_processes}; give the coordinator alone or one address "
+            f"per process. Received: coordinator={coordinator!r}"
+        )
+    return coordinator, num_processes, process_id
+
+
+def distribution(
+    distribute=False, coordinator=None, num_processes=None, process_id=None
+):
+    """Picks how `fit` trains, from the arguments and the environment.
+
+    - `distribute=False`: one device (the multi-process arguments must not
+      be given).
+    - TensorFlow: `tf.distribute.MultiWorkerMirroredStrategy` over the
+      cluster of `TF_CONFIG` when it is set, otherwise
+      `tf.distribute.MirroredStrategy` over this machine's GPUs (or its
+      logical CPUs).
+    - JAX: when a process count is given (see `jax_processes`),
+      `keras.distribution.initialize` joins the processes, then
+      `keras.distribution.DataParallel` spans every process's devices;
+      otherwise `DataParallel` over this machine's devices.
+    - PyTorch: refused.
+
+    Call it once per process, at the start of the program: TensorFlow's
+    multi-worker strategy and JAX's `initialize` must come before any
+    other computation (reading the data included).
+
+    Args:
+        distribute: bool. Data-parallel training. Defaults to `False`.
+        coordinator: str or `None`. JAX only: the `host:port` of process 0.
+        num_processes: int or `None`. JAX only: how many processes train.
+        process_id: int or `None`. JAX only: this process's rank, in
+            `[0, num_processes)`.
+
+    Returns:
+        A `Distribution`.
+    """
+    arguments = dict(
+        coordinator=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
+    given = {
+        name: value for name, value in arguments.items() if value is not None
+    }
     if not distribute:
-        return contextlib.nullcontext()
+        if given:
+            raise ValueError(
+                "Multi-process arguments need `distribute=True`. "
+                f"Received: distribute={distribute!r} with {given}"
+            )
+        return Distribution()
     backend = keras.backend.backend()
     if backend == "jax":
+        processes = jax_processes(**arguments)
+        worker_index, worker_count = 0, 1
+        if processes is not None:
+            coordinator, num_processes, process_id = processes
+            keras.distribution.initialize(
+                coordinator, num_processes, process_id
+            )
+            worker_index, worker_count = process_id, num_processes
         devices = keras.distribution.list_devices()
-        return keras.distribution.DataParallel(devices=devices).scope()
+        result = Distribution(
+            keras.distribution.DataParallel(
+                devices=devices, auto_shard_dataset=False
+            ),
+            worker_index,
+            worker_count,
+        )
+        if processes is not None:
+            # JAX takes the coordinator's count: check that every process
+            # was given the same one.
+            counts = _every_worker(result, num_processes)
+            if set(counts) != {num_processes}:
+                raise ValueError(
+                    f"The {len(counts)} processes that joined the coordinator "
+                    f"{coordinator!r} were given different numbers of "
+                    f"processes: {counts} (process 0 first). Received: "
+                    f"num_processes={num_processes} on process {process_id}"
+                )
+        return result
     if backend == "tensorflow":
+        if given:
+            raise ValueError(
+                "On TensorFlow the workers come from TF_CONFIG, not from "
+                f"arguments. Received: {given}"
+            )
         import tensorflow as tf
 
-        return tf.distribute.MirroredStrategy(local_devices()).scope()
+        if os.environ.get("TF_CONFIG"):
+            worker_index, worker_count = tf_config_worker()
+            try:
+                strategy = _multi_worker_mirrored_strategy()
+            except RuntimeError as error:
+                raise RuntimeError(
+                    f"{error}: with TF_CONFIG, call "
+                    "`keras_rbdn.training.distribution` before TensorFlow "
+                    "computes anything or lists its devices."
+                ) from error
+            return Distribution(strategy, worker_index, worker_count)
+        return Distribution(tf.distribute.MirroredStrategy(local_devices()))
     raise ValueError(
         "`distribute=True` is supported on the JAX and TensorFlow backends. "
         f"Received: distribute=True with KERAS_BACKEND={backend!r}"
     )
+
+
+def _multi_worker_mirrored_strategy():
+    """`tf.distribute.MultiWorkerMirroredStrategy`, as Keras's trainer needs.
+
+    With more than one worker, Keras 3's TensorFlow trainer calls
+    `strategy.reduce` with the `(x, y)` batch (to build the model) and
+    with scalar losses along `axis=0`, neither of which this strategy
+    takes (https://github.com/keras-team/keras/issues/20585): this
+    reduces each value of a structure in turn, scalars across replicas.
+    """
+    import tensorflow as tf
+
+    base = tf.distribute.MultiWorkerMirroredStrategy
+
+    class MultiWorkerMirroredStrategy(base):
+        def reduce(self, reduce_op, value, axis):
+            parent = super()
+
+            def reduce_one(item):
+                local = self.experimental_local_results(item)[0]
+                scalar = local.shape.rank == 0
+                return parent.reduce(reduce_op, item, None if scalar else axis)
+
+            return tf.nest.map_structure(reduce_one, value)
+
+    return MultiWorkerMirroredStrategy()
+
+
+def distribution_scope(distribute):
+    """Context in which to build, compile and fit a data-parallel model.
+
+    Args:
+        distribute: bool or `Distribution`. See `distribution`.
+
+    Returns:
+        A context manager.
+    """
+    if not isinstance(distribute, Distribution):
+        distribute = distribution(distribute)
+    return distribute.scope()
+
+
+def _every_worker(distribute, value):
+    """The integer `value` of every worker (on TensorFlow, every replica)."""
+    if keras.backend.backend() == "jax":
+        from jax.experimental import multihost_utils
+
+        values = multihost_utils.process_allgather(np.array([value]))
+    else:
+        import tensorflow as tf
+
+        strategy = distribute.strategy
+
+        @tf.function  # Eagerly, the strategy warns of its overhead.
+        def gather():
+            return strategy.gather(
+                strategy.run(lambda: tf.constant([value])), axis=0
+            )
+
+        values = gather()
+    return np.asarray(values).ravel().tolist()
+
+
+def _check_workers_agree(distribute, epoch, run_dir):
+    """Raises `ValueError` unless every worker resumes from `epoch`."""
+    if distribute.worker_count == 1:
+        return
+    epochs = _every_worker(distribute, epoch)
+    if set(epochs) != {epoch}:
+        raise ValueError(
+            f"The workers found different checkpoints in run_dir={run_dir!r}"
+            f" (epochs {epochs}): it must be one folder that every worker "
+            "reads, such as a shared file system."
+        )
 
 
 def _tensorboard(log_dir):
@@ -308,7 +661,10 @@ def fit(
             inside the distribution scope, so that variables are placed on
             every device.
         train_data: Training data accepted by `keras.Model.fit` (a
-            `tf.data.Dataset` or a `keras.utils.PyDataset`).
+            `tf.data.Dataset` or a `keras.utils.PyDataset`). A
+            `tf.data.Dataset` holds global batches, which the workers
+            split between them; between JAX processes, other data is each
+            process's own share (see `Distribution.local_data`).
         epochs: int. Total number of epochs, counting those already done by
             an earlier run in `run_dir`.
         run_dir: str. Folder for checkpoints (`epoch-NNNN.weights.h5`),
@@ -319,8 +675,11 @@ def fit(
             Defaults to `None` (one pass over `train_data`).
         validation_steps: int or `None`. Validation batches. Defaults to
             `None`.
-        distribute: bool. Data-parallel training on every local device; see
-            `distribution_scope`. Defaults to `False`.
+        distribute: bool or `Distribution`. `True` trains data-parallel
+            on every local device, a `Distribution` from `distribution`
+            also across machines (only its chief writes checkpoints and
+            logs; every worker resumes from `run_dir`, which they must
+            share). Defaults to `False`.
         callbacks: list of `keras.callbacks.Callback` or `None`. Extra
             callbacks. Defaults to `None`.
         verbose: Passed to `keras.Model.fit` (`"auto"` shows progress
@@ -339,17 +698,32 @@ def fit(
         raise ValueError(
             f"`epochs` must be a positive integer. Received: epochs={epochs!r}"
         )
-    time_limit_callbacks = [] if time_limit is None else [TimeLimit(time_limit)]
+    if not isinstance(distribute, Distribution):
+        distribute = distribution(distribute)
+    time_limit_callbacks = []
+    if time_limit is not None:
+        time_limit_callbacks = [TimeLimit(time_limit, distribute)]
+    log_callbacks = []
+    if distribute.is_chief:
+        log_callbacks = [
+            keras.callbacks.CSVLogger(
+                os.path.join(run_dir, "history.csv"), append=True
+            ),
+            *_tensorboard(os.path.join(run_dir, "logs")),
+        ]
     os.makedirs(run_dir, exist_ok=True)
-    with distribution_scope(distribute):
+    with distribute.scope():
         model = build_model()
         initial_epoch = restore_checkpoint(model, run_dir)
+        _check_workers_agree(distribute, initial_epoch, run_dir)
         if initial_epoch:
             print(f"Resuming from epoch {initial_epoch} of {run_dir}")
         if initial_epoch >= epochs:
             return model, None
+        if validation_data is not None:
+            validation_data = distribute.local_data(validation_data)
         history = model.fit(
-            train_data,
+            distribute.local_data(train_data),
             validation_data=validation_data,
             epochs=epochs,
             initial_epoch=initial_epoch,
@@ -358,15 +732,14 @@ def fit(
             verbose=verbose,
             callbacks=[
                 EpochTimer(),
-                keras.callbacks.CSVLogger(
-                    os.path.join(run_dir, "history.csv"), append=True
-                ),
-                *_tensorboard(os.path.join(run_dir, "logs")),
+                *log_callbacks,
                 *(callbacks or []),
                 *time_limit_callbacks,
                 # Last, so that a checkpoint is only written once the
                 # other callbacks have seen the epoch.
-                EpochCheckpoint(run_dir, keep=keep_checkpoints),
+                EpochCheckpoint(
+                    run_dir, keep=keep_checkpoints, chief=distribute.is_chief
+                ),
             ],
         )
     return model, history

@@ -40,7 +40,30 @@ def training_parser(
     parser.add_argument("--filters", type=int, default=64)
     parser.add_argument("--kernel-size", type=int, default=9)
     parser.add_argument("--trunk-depth", type=int, default=9)
-    parser.add_argument("--distribute", action="store_true")
+    parser.add_argument(
+        "--distribute",
+        action="store_true",
+        help="data-parallel training on every device of this machine, or "
+        "of several: TensorFlow reads the workers from TF_CONFIG, JAX from "
+        "the three flags below (see the README)",
+    )
+    parser.add_argument(
+        "--coordinator",
+        help="JAX, several machines: HOST:PORT of process 0 (default: "
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES)",
+    )
+    parser.add_argument(
+        "--num-processes",
+        type=int,
+        help="JAX, several machines: how many processes train (default: "
+        "KERAS_DISTRIBUTION_NUM_PROCESSES)",
+    )
+    parser.add_argument(
+        "--process-id",
+        type=int,
+        help="JAX, several machines: this process's rank, 0 to "
+        "--num-processes - 1 (default: KERAS_DISTRIBUTION_PROCESS_ID)",
+    )
     parser.add_argument(
         "--precision",
         default="float32",
@@ -74,6 +97,21 @@ def training_parser(
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", default="auto")
     return parser
+
+
+def start_distribution(args):
+    """Sets `args.distribution` from the flags; call it before anything else.
+
+    TensorFlow's multi-worker strategy and JAX's multi-process start must
+    come before any other computation, reading the data included.
+    """
+    args.distribution = keras_rbdn.training.distribution(
+        args.distribute,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
+    return args.distribution
 
 
 def build_network(args, task, **overrides):
@@ -110,7 +148,8 @@ def train_and_export(args, build_model, train, validation):
     """Trains (resuming from `--run-dir`), then writes `--export` if given.
 
     Args:
-        args: The parsed flags of `training_parser`.
+        args: The parsed flags of `training_parser`, after
+            `start_distribution`.
         build_model: callable returning the compiled training model.
         train: The repeated training `tf.data.Dataset` of `(x, y)` batches;
             its first `--recalibrate-batches` batches recalibrate batch
@@ -118,7 +157,8 @@ def train_and_export(args, build_model, train, validation):
         validation: The validation data.
 
     Returns:
-        The trained model.
+        The trained model (the chief's, from the last checkpoint, when
+        several workers trained and `--export` is given).
     """
     model, _ = keras_rbdn.training.fit(
         build_model,
@@ -127,11 +167,20 @@ def train_and_export(args, build_model, train, validation):
         run_dir=args.run_dir,
         validation_data=validation,
         steps_per_epoch=args.steps_per_epoch,
-        distribute=args.distribute,
+        distribute=args.distribution,
         time_limit=None if args.time_limit is None else args.time_limit * 60,
         verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
     )
-    if args.export:
+    distribution = args.distribution
+    if args.export and not distribution.is_chief:
+        print(f"Worker {distribution.worker_index}: the chief writes --export")
+    elif args.export:
+        if distribution.worker_count > 1:
+            # Recalibrated and exported by the chief alone, on its own
+            # devices: a model outside the distribution, from the last
+            # checkpoint.
+            model = build_model()
+            keras_rbdn.training.restore_checkpoint(model, args.run_dir)
         keras_rbdn.training.export_weights(
             model,
             args.export,

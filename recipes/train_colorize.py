@@ -7,7 +7,8 @@ Run:
 
 Kill it at any time and start the same command again: it continues from the
 last epoch's checkpoint. `--distribute` trains on every local device (JAX
-and TensorFlow backends).
+and TensorFlow backends), or on several machines (README: "Training on
+several machines").
 
 Two formulations of the paper's colorization experiment:
 
@@ -132,6 +133,7 @@ def make_build_model(args, loss):
 
 def main(argv=None):
     args = parse_args(argv)
+    common.start_distribution(args)
     keras.utils.set_random_seed(args.seed)
     train_files, train, validation = make_datasets(args)
     loss = make_loss(args, train_files)

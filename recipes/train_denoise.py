@@ -8,7 +8,8 @@ Run (the paper's crop 128 and batch 64; see `docs/training.md`):
 Kill it at any time and start the same command again: it continues from the
 last epoch's checkpoint; `--time-limit MINUTES` ends a run cleanly on a
 checkpoint, so a long schedule can be trained in bounded runs.
-`--distribute` trains on every local device (JAX and TensorFlow backends).
+`--distribute` trains on every local device (JAX and TensorFlow backends),
+or on several machines (README: "Training on several machines").
 On a machine without TensorFlow (a JAX GPU box), `--pipeline numpy` (the
 default there) feeds the crops from NumPy (`keras_rbdn.data.ImagePairLoader`).
 
@@ -114,17 +115,32 @@ def make_datasets(args):
 
 
 def numpy_training_batches(files, crop, args):
-    """Clean (input, target) crop batches from NumPy, one epoch's worth."""
-    crops = args.steps_per_epoch * args.batch_size
+    """Clean (input, target) crop batches from NumPy, one epoch's worth.
+
+    With several JAX processes, each one loads its own share of every
+    batch (`--batch-size` is the global batch): crops drawn with its own
+    seed. (TensorFlow shards a loader itself, as it does tf.data.)
+    """
+    batch_size, seed = args.batch_size, args.seed
+    distribution = args.distribution
+    if keras.backend.backend() == "jax" and distribution.worker_count > 1:
+        if batch_size % distribution.worker_count:
+            raise SystemExit(
+                f"--batch-size={batch_size} must be a multiple of the "
+                f"{distribution.worker_count} processes"
+            )
+        batch_size //= distribution.worker_count
+        seed += distribution.worker_index
+    crops = args.steps_per_epoch * batch_size
     return keras_rbdn.data.ImagePairLoader(
         files,
         task="denoise",
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         crop_size=crop,
         flips="both",
         crops_per_image=-(-crops // len(files)),
         add_noise=False,
-        seed=args.seed,
+        seed=seed,
         drop_remainder=True,
         workers=4,
     )
@@ -182,6 +198,7 @@ def make_build_model(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    common.start_distribution(args)
     keras.utils.set_random_seed(args.seed)
     train, validation = make_datasets(args)
     # `--export` writes the RBDN inside the training model, without the

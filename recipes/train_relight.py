@@ -7,7 +7,8 @@ Run:
 
 Kill it at any time and start the same command again: it continues from the
 last epoch's checkpoint. `--distribute` trains on every local device (JAX
-and TensorFlow backends).
+and TensorFlow backends), or on several machines (README: "Training on
+several machines").
 
 A pair maps a face under any of the database's point-light directions to
 the same face lit along the camera axis (`yaleBxx_P00A+000E+00.png`). The
@@ -120,6 +121,7 @@ def make_build_model(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    common.start_distribution(args)
     keras.utils.set_random_seed(args.seed)
     train, validation = make_datasets(args)
     return common.train_and_export(

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -288,6 +289,181 @@ class DistributeTest:
     def test_torch_refuses_clearly(self):
         with pytest.raises(ValueError, match="JAX and TensorFlow"):
             training.distribution_scope(True)
+
+    @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch only")
+    def test_torch_refuses_several_machines(self, monkeypatch):
+        monkeypatch.setenv("TF_CONFIG", tf_config(["a:1", "b:2"], 0))
+        with pytest.raises(ValueError, match="KERAS_BACKEND='torch'"):
+            training.distribution(
+                True, coordinator="a:1", num_processes=2, process_id=0
+            )
+
+
+def tf_config(workers, index, task_type="worker", chief=()):
+    cluster = {"worker": list(workers)}
+    if chief:
+        cluster["chief"] = list(chief)
+    return json.dumps(
+        {"cluster": cluster, "task": {"type": task_type, "index": index}}
+    )
+
+
+class SeveralMachinesSettingsTest:
+    """The checks of the multi-machine settings, before anything starts.
+
+    The two-worker runs themselves are in `multi_worker_test.py`.
+    """
+
+    @pytest.fixture(autouse=True)
+    def clean_environment(self, monkeypatch):
+        for name in (
+            "TF_CONFIG",
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES",
+            "KERAS_DISTRIBUTION_PROCESS_ID",
+        ):
+            monkeypatch.delenv(name, raising=False)
+
+    def test_tf_config_workers(self, monkeypatch):
+        monkeypatch.setenv("TF_CONFIG", tf_config(["a:1", "b:2", "c:3"], 2))
+        assert training.tf_config_worker() == (2, 3)
+        # A chief task comes first.
+        monkeypatch.setenv("TF_CONFIG", tf_config(["b:2"], 0, chief=["a:1"]))
+        assert training.tf_config_worker() == (1, 2)
+        monkeypatch.setenv(
+            "TF_CONFIG", tf_config(["b:2"], 0, "chief", chief=["a:1"])
+        )
+        assert training.tf_config_worker() == (0, 2)
+
+    @pytest.mark.parametrize(
+        "config, message",
+        [
+            (tf_config(["a:1", "b:2"], 2), "task index 2 is out of range"),
+            (tf_config(["a:1", "b:2"], -1), "task index -1 is out of range"),
+            (tf_config(["a:1"], "0"), "index must be an integer.*'0'"),
+            (tf_config(["a:1"], 0, "chief"), "task type 'chief'"),
+            ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG must be JSON"),
+            ("worker 0", "TF_CONFIG='worker 0'"),
+            (
+                json.dumps(
+                    {
+                        "cluster": {"worker": ["a:1"], "ps": ["b:2"]},
+                        "task": {"type": "worker", "index": 0},
+                    }
+                ),
+                r"\['ps'\]",
+            ),
+        ],
+    )
+    def test_bad_tf_config_is_named(self, monkeypatch, config, message):
+        monkeypatch.setenv("TF_CONFIG", config)
+        with pytest.raises(ValueError, match=message):
+            training.tf_config_worker()
+
+    def test_jax_processes_from_arguments_or_environment(self, monkeypatch):
+        assert training.jax_processes() is None
+        assert training.jax_processes("a:1", 2, 1) == ("a:1", 2, 1)
+        monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "a:1,b:2")
+        monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+        monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+        assert training.jax_processes() == ("a:1,b:2", 2, 1)
+        # Arguments take precedence.
+        assert training.jax_processes(process_id=0) == ("a:1,b:2", 2, 0)
+
+    @pytest.mark.parametrize(
+        "arguments, message",
+        [
+            (("a:1", 2, 2), r"`process_id` must be in \[0, 1\].*process_id=2"),
+            (("a:1", 2, -1), r"process_id=-1"),
+            (("a:1", 0, 0), "at least 1.*num_processes=0"),
+            (("a:1", "two", 0), "integer.*num_processes='two'"),
+            (("a:1", 2, 0.5), "integer.*process_id=0.5"),
+            (("a:1", 2, True), "integer.*process_id=True"),
+            (("a:1", 2, None), "process_id=None"),
+            ((None, 2, 0), "coordinator's `host:port`.*coordinator=None"),
+            (("a:1,b:2,c:3", 2, 0), "3 job addresses for num_processes=2"),
+            (("a:1", None, 0), "number of processes.*process_id=0"),
+        ],
+    )
+    def test_bad_jax_processes_are_named(self, arguments, message):
+        with pytest.raises(ValueError, match=message):
+            training.jax_processes(*arguments)
+
+    def test_bad_environment_is_named(self, monkeypatch):
+        monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "a:1")
+        monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+        monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "3")
+        with pytest.raises(ValueError, match="process_id=3"):
+            training.jax_processes()
+
+    def test_several_machines_need_distribute(self):
+        with pytest.raises(ValueError, match="distribute=False"):
+            training.distribution(False, num_processes=2, process_id=0)
+        distribution = training.distribution(False)
+        assert distribution.strategy is None and distribution.is_chief
+        assert distribution.worker_count == 1
+
+    def fit_as_second_worker(self, tmp_path, monkeypatch, peer, **options):
+        """`fit` as worker 1 of 2; the chief reports `peer(value)`."""
+        _, trainer = load_trainer(tmp_path)
+        monkeypatch.setattr(
+            training,
+            "_every_worker",
+            lambda distribution, value: [peer(value), value],
+        )
+        run_dir = tmp_path / "run"
+        model, history = training.fit(
+            trainer.build_model,
+            trainer.dataset(),
+            epochs=3,
+            run_dir=str(run_dir),
+            steps_per_epoch=trainer.STEPS,
+            distribute=training.Distribution(None, 1, 2),
+            verbose=0,
+            **options,
+        )
+        return run_dir, history
+
+    def test_only_the_chief_writes(self, tmp_path, monkeypatch):
+        run_dir, history = self.fit_as_second_worker(
+            tmp_path, monkeypatch, lambda value: value
+        )
+        assert history.epoch == [0, 1, 2]
+        assert os.listdir(run_dir) == []
+
+    def test_workers_stop_together(self, tmp_path, monkeypatch):
+        # The chief resumes from epoch 0 too, then its time is up after
+        # the first epoch.
+        chief = iter([0, 1])
+        _, history = self.fit_as_second_worker(
+            tmp_path, monkeypatch, lambda value: next(chief), time_limit=3600
+        )
+        assert history.epoch == [0]
+
+    def test_workers_resume_from_the_same_epoch(self, tmp_path, monkeypatch):
+        # The chief found a checkpoint of epoch 2, this worker none.
+        with pytest.raises(ValueError, match=r"epochs \[2, 0\].*shared"):
+            self.fit_as_second_worker(tmp_path, monkeypatch, lambda value: 2)
+
+    @pytest.mark.skipif(
+        keras.backend.backend() != "jax", reason="JAX's process checks"
+    )
+    def test_jax_checks_before_joining(self):
+        # Nothing listens at the coordinator: joining it would hang.
+        with pytest.raises(ValueError, match="process_id=2"):
+            training.distribution(
+                True, coordinator="127.0.0.1:1", num_processes=2, process_id=2
+            )
+
+    @pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow", reason="TensorFlow's checks"
+    )
+    def test_tensorflow_takes_tf_config(self, monkeypatch):
+        with pytest.raises(ValueError, match="TF_CONFIG.*num_processes"):
+            training.distribution(True, num_processes=2, process_id=0)
+        monkeypatch.setenv("TF_CONFIG", tf_config(["127.0.0.1:1"], 1))
+        with pytest.raises(ValueError, match="task index 1 is out of range"):
+            training.distribution(True)
 
 
 class RecalibrateBatchNormTest:
