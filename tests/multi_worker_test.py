@@ -115,17 +115,22 @@ def tail(logs):
     )
 
 
+def wait_for(processes, logs, name):
+    """Waits for every worker; fails the test if one hangs."""
+    for process in processes:
+        try:
+            process.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name}: a worker hung\n{tail(logs)}")
+
+
 def run_workers(tmp_path, name, environments, arguments):
     """Runs the workers to the end; returns their outputs (`.npz`)."""
     with started_workers(tmp_path, name, environments, arguments) as (
         processes,
         logs,
     ):
-        for process in processes:
-            try:
-                process.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"{name}: a worker hung\n{tail(logs)}")
+        wait_for(processes, logs, name)
         codes = [process.returncode for process in processes]
         assert codes == [0, 0], tail(logs)
     return [np.load(arguments(index)[2]) for index in range(2)]
@@ -217,11 +222,7 @@ def test_jax_processes_given_different_counts_stop(tmp_path):
         processes,
         logs,
     ):
-        for process in processes:
-            try:
-                process.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"a worker hung\n{tail(logs)}")
+        wait_for(processes, logs, "counts")
     for process, log in zip(processes, logs, strict=True):
         assert process.returncode == 1, tail(logs)
         assert "different numbers of processes: [2, 3]" in log.read_text()
