@@ -5,6 +5,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+BACKEND_DEPENDENT_ONLY = "--backend-dependent-only"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        BACKEND_DEPENDENT_ONLY,
+        action="store_true",
+        help=(
+            "deselect the tests marked `backend_independent`: for a run on a "
+            "second Keras backend, after a full run on another one"
+        ),
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption(BACKEND_DEPENDENT_ONLY):
+        return
+    selected, deselected = [], []
+    for item in items:
+        if item.get_closest_marker("backend_independent"):
+            deselected.append(item)
+        else:
+            selected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
 
 @pytest.fixture(autouse=True)
 def _clear_session():

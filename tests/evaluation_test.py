@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 from skimage import color
 from skimage import metrics
@@ -17,6 +18,8 @@ def gray_folder(folder, count=2, shape=(24, 20)):
     return str(folder), images
 
 
+# NumPy: the noise draw, the table's text and the chroma.
+@pytest.mark.backend_independent
 class NoiseTest:
     def test_fixed_seed_gives_the_same_draw(self):
         clean = np.zeros((64, 64, 1), "float32")
@@ -56,6 +59,7 @@ class EvaluateDenoiserTest:
         np.testing.assert_allclose(results[15]["ssim"], 1.0, atol=1e-5)
 
 
+@pytest.mark.backend_independent
 class TableTest:
     def test_measured_and_quoted_rows(self):
         result = {"psnr": 30.123, "ssim": 0.87654}
@@ -70,6 +74,7 @@ class TableTest:
         assert all("quoted" in line for line in lines[3:])
 
 
+@pytest.mark.backend_independent
 class ChromaTest:
     def test_matches_scikit_image_lab(self):
         rgb = np.random.default_rng(1).random((8, 9, 3))
