@@ -1,9 +1,8 @@
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pytest
 
-import keras  # noqa: E402
-import pytest  # noqa: E402
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BACKEND_DEPENDENT_ONLY = "--backend-dependent-only"
 
@@ -35,6 +34,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _clear_session():
+    # Keras is imported here, not with this file: pytest-xdist's controller
+    # process, which runs no test, then does not load a backend.
+    import keras
+
     keras.utils.set_random_seed(0)
     yield
     # Without the full garbage collection (`free_memory`): with TensorFlow,
