@@ -186,6 +186,8 @@ def test_conv_floor_command_writes_its_report(tmp_path):
     assert "- versions: python " in text
 
 
+# Text parsing.
+@pytest.mark.backend_independent
 def test_hlo_layers_reads_the_layer_scope():
     text = """ENTRY %main.3 (x.1: f32[1,8,8,1]) -> f32[1,8,8,4] {
   %x.1 = f32[1,8,8,1]{3,2,1,0} parameter(0), metadata={op_name="x"}
@@ -478,6 +480,8 @@ def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+# Git and environment variables.
+@pytest.mark.backend_independent
 def test_source_revision_says_whether_tracked_files_changed(
     tmp_path, monkeypatch
 ):
@@ -501,6 +505,7 @@ def test_source_revision_says_whether_tracked_files_changed(
     )
 
 
+@pytest.mark.backend_independent
 def test_reports_record_the_tuning_environment(monkeypatch):
     for name in speed.TUNING_VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -40,6 +40,7 @@ def opponent_reference(rgb, model):
     return opponent @ matrix  # The inverse of a rotation: its transpose.
 
 
+@pytest.mark.backend_independent  # NumPy, or an error before any op
 def test_gray_model_on_rgb_in_the_opponent_space():
     output = run_on_channels(gray_model, RGB, 1, 1, xp=np)
     np.testing.assert_allclose(
@@ -47,6 +48,7 @@ def test_gray_model_on_rgb_in_the_opponent_space():
     )
 
 
+@pytest.mark.backend_independent  # NumPy, or an error before any op
 def test_identity_model_gives_the_image_back():
     for color_space in ("opponent", "per_channel"):
         output = run_on_channels(
@@ -55,6 +57,7 @@ def test_identity_model_gives_the_image_back():
         np.testing.assert_allclose(output, RGB, atol=1e-6)
 
 
+@pytest.mark.backend_independent  # NumPy, or an error before any op
 def test_gray_model_per_channel():
     output = run_on_channels(
         gray_model, RGB, 1, 1, color_space="per_channel", xp=np
@@ -71,6 +74,7 @@ def test_keras_ops_agree_with_numpy():
     )
 
 
+@pytest.mark.backend_independent  # NumPy, or an error before any op
 def test_gray_image_through_an_rgb_model_is_repeated():
     gray = RGB[..., :1]
     seen = []
@@ -81,11 +85,13 @@ def test_gray_image_through_an_rgb_model_is_repeated():
     np.testing.assert_array_equal(output, np.repeat(gray, 3, axis=-1) * 2)
 
 
+@pytest.mark.backend_independent  # NumPy, or an error before any op
 def test_matching_channels_run_as_they_are():
     output = run_on_channels(lambda x: x + 1, RGB, 3, 3, xp=np)
     np.testing.assert_array_equal(output, RGB + 1)
 
 
+@pytest.mark.backend_independent  # NumPy, or an error before any op
 @pytest.mark.parametrize("channels", [2, 4, 5])
 @pytest.mark.parametrize("model_channels", [1, 3])
 def test_other_channel_counts_are_rejected(channels, model_channels):
@@ -96,6 +102,7 @@ def test_other_channel_counts_are_rejected(channels, model_channels):
         run_on_channels(lambda x: x, images, model_channels, model_channels)
 
 
+@pytest.mark.backend_independent  # NumPy, or an error before any op
 def test_unknown_color_space_is_rejected():
     with pytest.raises(ValueError, match="color_space='lab'"):
         run_on_channels(lambda x: x, RGB, 1, 1, color_space="lab", xp=np)

@@ -25,6 +25,8 @@ def digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+# Argument handling that stops before any network runs.
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("command", ["denoise", "relight", "colorize"])
 def test_precisions_are_the_training_ones(command, capsys):
     with pytest.raises(SystemExit):
@@ -114,6 +116,7 @@ class DenoiseCommandTest:
         assert scores["float32"] > psnr(noisy) + 3
         assert abs(scores["mixed_bfloat16"] - scores["float32"]) < 0.1
 
+    @pytest.mark.backend_independent
     def test_precision_is_refused_for_a_model_file(
         self, tmp_path, model_file, capsys
     ):
@@ -178,11 +181,13 @@ class DenoiseCommandTest:
         assert error.count("\n") == 1
         assert str(source) in error and "Traceback" not in error
 
+    @pytest.mark.backend_independent
     def test_output_option_takes_one_input(self, tmp_path, capsys):
         status = cli.main(["denoise", "a.png", "b.png", "-o", "c.png"])
         assert status == 1
         assert "--output-dir" in capsys.readouterr().err
 
+    @pytest.mark.backend_independent
     def test_unknown_model_name(self, tmp_path, capsys):
         source = tmp_path / "a.png"
         Image.fromarray(np.zeros((8, 8), "uint8")).save(source)

@@ -1,13 +1,46 @@
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import pytest  # noqa: E402
+BACKEND_DEPENDENT_ONLY = "--backend-dependent-only"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        BACKEND_DEPENDENT_ONLY,
+        action="store_true",
+        help=(
+            "deselect the tests marked `backend_independent`: for a run on a "
+            "second Keras backend, after a full run on another one"
+        ),
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption(BACKEND_DEPENDENT_ONLY):
+        return
+    selected, deselected = [], []
+    for item in items:
+        if item.get_closest_marker("backend_independent"):
+            deselected.append(item)
+        else:
+            selected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
 
 
 @pytest.fixture(autouse=True)
 def _clear_session():
+    # Keras is imported here, not with this file: pytest-xdist's controller
+    # process, which runs no test, then does not load a backend.
+    import keras
+
     keras.utils.set_random_seed(0)
     yield
-    keras.backend.clear_session()
+    # Without the full garbage collection (`free_memory`): with TensorFlow,
+    # JAX and PyTorch loaded it takes 0.4-1.7 s, after every test; Python's
+    # own collector still runs.
+    keras.backend.clear_session(free_memory=False)

@@ -18,6 +18,8 @@ def gray_folder(folder, count=2, shape=(24, 20)):
     return str(folder), images
 
 
+# NumPy: the noise draw, the table's text and the chroma.
+@pytest.mark.backend_independent
 class NoiseTest:
     def test_fixed_seed_gives_the_same_draw(self):
         clean = np.zeros((64, 64, 1), "float32")
@@ -92,6 +94,7 @@ class EvaluateDenoiserTest:
         np.testing.assert_allclose(results[15]["ssim"], 1.0, atol=1e-5)
 
 
+@pytest.mark.backend_independent
 class TableTest:
     def test_measured_and_quoted_rows(self):
         result = {"psnr": 30.123, "ssim": 0.87654}
@@ -117,6 +120,7 @@ class TableTest:
         assert "DnCNN-B, released" not in table
 
 
+@pytest.mark.backend_independent
 class ChromaTest:
     def test_matches_scikit_image_lab(self):
         rgb = np.random.default_rng(1).random((8, 9, 3))

@@ -163,6 +163,8 @@ class TiledInferenceTest:
             )
 
 
+# Image files in and out: NumPy, Pillow and tf.io.
+@pytest.mark.backend_independent
 class ImageFileTest:
     def test_gray_8_bit_matches_pillow(self, tmp_path):
         pixels = np.random.default_rng(0).integers(0, 256, (9, 7), "uint8")

@@ -18,6 +18,8 @@ def random_prior(seed=0):
     return prior / prior.sum()
 
 
+# NumPy: the prior's smoothing and the class weights.
+@pytest.mark.backend_independent
 class SmoothABPriorTest:
     def test_keeps_mass_and_spreads_a_delta_as_a_gaussian(self):
         centers = ab_bin_centers()
@@ -47,6 +49,7 @@ class SmoothABPriorTest:
             smooth_ab_prior(-np.ones(NUM_AB_BINS))
 
 
+@pytest.mark.backend_independent
 class ClassRebalancingWeightsTest:
     def test_expectation_under_smoothed_prior_is_one(self):
         prior = random_prior(1)

@@ -20,6 +20,9 @@ import pytest
 
 from keras_rbdn import training
 
+# Each test starts its workers with a fixed backend (see the docstring).
+pytestmark = [pytest.mark.slow, pytest.mark.backend_independent]
+
 WORKER = os.path.join(os.path.dirname(__file__), "multi_worker_run.py")
 STEPS = 3  # multi_worker_run.STEPS
 BATCH = 4  # multi_worker_run.BATCH

@@ -4,6 +4,9 @@ import pytest
 
 from keras_rbdn import _quiet_start
 
+# Start-up logic and file descriptors: no Keras backend involved.
+pytestmark = pytest.mark.backend_independent
+
 
 @pytest.mark.parametrize(
     "argv, orig_argv, expected",

@@ -168,6 +168,8 @@ class TrainingRecipesTest:
         assert not train & validation
         assert training.latest_checkpoint(run_dir)[1] == 1
 
+    # `--help` only: argument parsing and imports, no network.
+    @pytest.mark.backend_independent
     @pytest.mark.parametrize(
         "name", ["train_denoise", "train_relight", "train_colorize"]
     )

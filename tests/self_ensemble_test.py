@@ -45,6 +45,7 @@ def reference_ensemble(image, ensemble):
     return np.mean(outputs, axis=0)
 
 
+@pytest.mark.backend_independent  # NumPy only
 @pytest.mark.parametrize("ensemble", ENSEMBLE_SIZES)
 def test_matches_numpy_rotations_and_flips(ensemble):
     image = np.random.default_rng(0).random((5, 7, 2))
@@ -54,6 +55,7 @@ def test_matches_numpy_rotations_and_flips(ensemble):
     )
 
 
+@pytest.mark.backend_independent  # NumPy only
 def test_eight_distinct_symmetries_are_seen():
     image = np.random.default_rng(1).random((4, 6, 1))
     seen = []
@@ -70,6 +72,7 @@ def test_eight_distinct_symmetries_are_seen():
         )
 
 
+@pytest.mark.backend_independent  # NumPy only
 @pytest.mark.parametrize("ensemble", ENSEMBLE_SIZES)
 def test_an_equivariant_model_is_unchanged(ensemble):
     # A pixel-wise model commutes with every flip and rotation: the
@@ -103,6 +106,7 @@ def test_keras_ops_on_a_batch_agree_with_numpy(ensemble):
     )
 
 
+@pytest.mark.backend_independent  # NumPy only
 @pytest.mark.parametrize("ensemble", [0, 3, 16, True, "8", None])
 def test_other_sizes_are_rejected(ensemble):
     with pytest.raises(ValueError, match=f"ensemble={ensemble!r}"):

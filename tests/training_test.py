@@ -158,6 +158,8 @@ class CheckpointTest:
                 keras.ops.convert_to_numpy(restored),
             )
 
+    # File names only.
+    @pytest.mark.backend_independent
     def test_latest_checkpoint_ignores_partial_files(self, tmp_path):
         (tmp_path / ".partial-12.weights.h5").write_bytes(b"")
         (tmp_path / "epoch-0007.weights.h5").write_bytes(b"")
@@ -249,6 +251,7 @@ class TimeLimitTest:
         assert len(history.history["loss"]) == 3
         assert training.latest_checkpoint(run_dir)[1] == 3
 
+    @pytest.mark.backend_independent
     @pytest.mark.parametrize("seconds", [0, -1, "60", True, None])
     def test_rejects_bad_limits(self, seconds):
         with pytest.raises(ValueError, match="seconds"):

@@ -46,6 +46,9 @@ def tiny_data(count=8):
     return x, np.clip(x * 0.5 + 0.25, 0, 1)
 
 
+# The search space and what reaches a model's config: no backend in
+# the checked values.
+@pytest.mark.backend_independent
 class RBDNHyperModelTest:
     def test_declares_every_hyperparameter(self):
         hp = keras_tuner.HyperParameters()

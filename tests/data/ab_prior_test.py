@@ -13,6 +13,9 @@ from tests.data.generated import SHARED_DATA
 
 COLORS = np.array([[200, 30, 40], [20, 60, 220], [128, 128, 128]], np.uint8)
 
+# The prior and its weights are computed with NumPy alone.
+pytestmark = pytest.mark.backend_independent
+
 
 def bin_of(rgb8):
     """Reference: the bin of a color, via skimage and rounding."""

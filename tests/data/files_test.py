@@ -10,6 +10,9 @@ from keras_rbdn.data.files import check_files
 from keras_rbdn.data.files import mirror_pad
 from tests.data.generated import write_images
 
+# File listing, reading and checks: NumPy and Pillow only.
+pytestmark = pytest.mark.backend_independent
+
 
 class ListImageFilesTest:
     def test_folder_sorted_and_filtered(self, tmp_path):

@@ -9,6 +9,9 @@ from tests.testing import run_in_fresh_process
 
 
 class ImagePairLoaderTest:
+    # The loader's batches are NumPy arrays: no Keras backend in them (the
+    # backend runs only in `test_fit`).
+    @pytest.mark.backend_independent
     def test_length_and_index_errors(self, tmp_path):
         write_images(str(tmp_path), count=5)
         loader = ImagePairLoader(str(tmp_path), batch_size=2, crop_size=8)
@@ -20,6 +23,7 @@ class ImagePairLoaderTest:
         with pytest.raises(IndexError):
             loader[3]
 
+    @pytest.mark.backend_independent
     def test_batches_repeat_within_an_epoch_and_change_across(self, tmp_path):
         write_images(str(tmp_path), count=4, size=(40, 40))
         loader = ImagePairLoader(str(tmp_path), batch_size=4, crop_size=16)
@@ -37,6 +41,7 @@ class ImagePairLoaderTest:
         fixed.on_epoch_end()
         np.testing.assert_array_equal(before[0], fixed[0][0])
 
+    @pytest.mark.backend_independent
     @pytest.mark.parametrize("task", ["colorize_lab", "colorize_ycbcr"])
     def test_same_pairs_as_tf_data(self, task, tmp_path):
         # Without random crops, flips or noise both pipelines are
@@ -50,6 +55,7 @@ class ImagePairLoaderTest:
         for ours, theirs in zip(numpy_pair, tf_pair, strict=True):
             np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-4)
 
+    @pytest.mark.backend_independent
     def test_same_gray_conversion_as_tf_data(self, tmp_path):
         write_images(str(tmp_path), count=2, size=(12, 10), channels=3)
         options = dict(
@@ -63,6 +69,7 @@ class ImagePairLoaderTest:
         tf_pair = next(iter(image_dataset(str(tmp_path), **options)))
         np.testing.assert_array_equal(numpy_pair[1], tf_pair[1].numpy())
 
+    @pytest.mark.backend_independent
     def test_add_noise_false_gives_clean_inputs(self, tmp_path):
         # For a model that adds the noise itself: the same crops as with
         # noise (same seed), but input and target are both the clean crop.

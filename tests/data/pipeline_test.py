@@ -35,6 +35,9 @@ def as_float(images):
     return [pixels.astype("float32") / 255 for pixels in images.values()]
 
 
+# tf.data and the NumPy loader: TensorFlow and NumPy, whatever the Keras
+# backend.
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("loader", LOADERS)
 class PairsTest:
     def test_denoise_targets_are_crops_and_inputs_noisy(self, loader, tmp_path):
@@ -193,6 +196,7 @@ class PairsTest:
 
 
 class TFDataTest:
+    @pytest.mark.backend_independent
     def test_new_draws_each_pass_unless_fixed(self, tmp_path):
         write_images(str(tmp_path), count=4, size=(40, 40))
         dataset = image_dataset(str(tmp_path), batch_size=4, crop_size=16)
@@ -223,6 +227,7 @@ class TFDataTest:
         history = model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
 
+    @pytest.mark.backend_independent
     def test_whole_images_without_crop(self, tmp_path):
         images = write_images(str(tmp_path), count=2, size=(13, 9))
         noisy, clean = next(
@@ -242,6 +247,7 @@ class TFDataTest:
 REAL = os.path.isdir(SHARED_DATA)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.skipif(not REAL, reason="../shared/data is not present")
 @pytest.mark.parametrize("loader", LOADERS)
 class RealDataTest:

@@ -18,6 +18,9 @@ REAL_DATA = os.path.join(
 LIGHTINGS = ["P00A+035E+15", "P00A-010E-20", "P00A+120E+00"]
 SUBJECTS = ["yaleB01", "yaleB02", "yaleB05", "yaleB11"]
 
+# The face database's files, splits and tf.data batches: no Keras backend.
+pytestmark = pytest.mark.backend_independent
+
 
 def write_fake_yale(
     root, subjects=SUBJECTS, lightings=LIGHTINGS, size=(12, 10)

@@ -30,6 +30,8 @@ def reference_annealed_mean(probabilities, centers, temperature):
     return annealed @ centers
 
 
+# The bins and the hard quantization are NumPy.
+@pytest.mark.backend_independent
 class ABBinsTest:
     def test_count_and_extent(self):
         centers = ab_bin_centers()

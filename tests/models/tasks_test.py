@@ -24,6 +24,8 @@ def clean_images(spec, count=4, size=16, seed=0):
 
 
 class TaskTableTest:
+    # The task table.
+    @pytest.mark.backend_independent
     def test_four_tasks(self):
         assert sorted(keras_rbdn.TASKS) == sorted(NETWORK_CHANNELS)
 
@@ -44,12 +46,15 @@ class TaskTableTest:
         with pytest.raises(ValueError, match="same-shape"):
             keras_rbdn.build(1, task="colorize_lab", channels=3, **TINY)
 
+    @pytest.mark.backend_independent
     def test_unknown_task(self):
         with pytest.raises(ValueError, match="colorise"):
             keras_rbdn.get_task("colorise")
 
 
 class MakePairTest:
+    # NumPy (the default namespace); the others: `test_namespaces_agree`.
+    @pytest.mark.backend_independent
     def test_denoise_adds_the_noise(self):
         spec = keras_rbdn.TASKS["denoise"]
         clean = clean_images(spec)
@@ -58,6 +63,7 @@ class MakePairTest:
         np.testing.assert_allclose(noisy, clean + 0.1, rtol=1e-6)
         np.testing.assert_array_equal(target, clean)
 
+    @pytest.mark.backend_independent
     def test_relight_pairs_source_and_target(self):
         spec = keras_rbdn.TASKS["relight"]
         source, target = clean_images(spec, seed=1), clean_images(spec, seed=2)
@@ -65,6 +71,7 @@ class MakePairTest:
         np.testing.assert_array_equal(network_input, source)
         np.testing.assert_array_equal(network_target, target)
 
+    @pytest.mark.backend_independent
     def test_colorize_ycbcr_matches_skimage(self):
         spec = keras_rbdn.TASKS["colorize_ycbcr"]
         rgb = clean_images(spec, seed=3)
@@ -73,6 +80,7 @@ class MakePairTest:
         np.testing.assert_allclose(luma, expected[..., :1], atol=1e-5)
         np.testing.assert_allclose(chroma, expected[..., 1:], atol=1e-5)
 
+    @pytest.mark.backend_independent
     def test_colorize_lab_matches_skimage(self):
         spec = keras_rbdn.TASKS["colorize_lab"]
         rgb = clean_images(spec, seed=4)
