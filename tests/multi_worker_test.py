@@ -147,7 +147,6 @@ def weights(output):
     return [output[name] for name in names]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_two_workers_train_alike_and_resume_after_a_kill(backend, tmp_path):
     environments = worker_environments(backend)
@@ -214,7 +213,6 @@ def test_two_workers_train_alike_and_resume_after_a_kill(backend, tmp_path):
         np.testing.assert_array_equal(left, right)
 
 
-@pytest.mark.slow
 def test_jax_processes_given_different_counts_stop(tmp_path):
     environments = worker_environments("jax", num_processes=(2, 3))
 
