@@ -237,3 +237,35 @@ def test_demo_prints_psnr_and_writes_png(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "PSNR before" in printed and "PSNR after" in printed
     assert np.asarray(Image.open(output)).shape == (64, 128)
+
+
+def test_gallery_renders_input_output_target_rows(tmp_path):
+    gallery = recipe("gallery")
+    size, gap, caption = 64, gallery.GAP, gallery.CAPTION
+    relight = str(tmp_path / "private" / "relight.png")
+    gallery.main(
+        ["--size", str(size), "--output-dir", str(tmp_path / "gallery"),
+         "--relight-data", yale_folder(tmp_path / "yale"),
+         "--relight-output", relight]
+    )  # fmt: skip
+    width = 3 * size + 2 * gap
+    for name in ("denoise", "colorize_ycbcr", "colorize_lab"):
+        image = np.asarray(Image.open(tmp_path / "gallery" / f"{name}.png"))
+        assert image.shape == (2 * (size + caption) + gap, width, 3), name
+    # Relighting goes only where asked: 3 subjects of 24x20 faces.
+    assert sorted(os.listdir(tmp_path / "gallery")) == [
+        "colorize_lab.png", "colorize_ycbcr.png", "denoise.png"
+    ]  # fmt: skip
+    faces = np.asarray(Image.open(relight))
+    assert faces.shape == (3 * (24 + caption) + 2 * gap, 3 * 20 + 2 * gap, 3)
+
+    # The denoised panel is closer to the clean one than the noisy input.
+    image = np.asarray(Image.open(tmp_path / "gallery" / "denoise.png"))
+    image = image.astype("float32") / 255
+    for row in range(2):
+        top = row * (size + caption + gap)
+        noisy, denoised, clean = (
+            image[top : top + size, column : column + size]
+            for column in (0, size + gap, 2 * (size + gap))
+        )
+        assert gallery.psnr(clean, denoised) > gallery.psnr(clean, noisy) + 3
