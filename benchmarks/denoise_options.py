@@ -111,7 +111,7 @@ def main(argv=None):
     medians = {
         label: statistics.median(times) for label, times in seconds.items()
     }
-    references = {1: bm3d_seconds(noisy[1][..., 0], args)}
+    references = {1: bm3d_seconds(noisy[1], args)}
     references[3] = bm3d_seconds(noisy[3], args)
     names = {1: "BM3D", 3: "CBM3D"}
 
