@@ -215,16 +215,46 @@ def denoising_table(
     return "\n".join(lines)
 
 
-def chroma(rgb):
-    """Mean CIELAB chroma sqrt(a*^2 + b*^2) of RGB images in [0, 1]."""
+AB_ERROR_THRESHOLDS = np.arange(151)  # Zhang et al. (2016): 0 to 150.
+
+
+def _lab(rgb):
     from keras_rbdn.layers.color import rgb_to_lab
 
-    lab = rgb_to_lab(np.asarray(rgb, dtype="float32"), xp=np)
+    return rgb_to_lab(np.asarray(rgb, dtype="float32"), xp=np)
+
+
+def chroma(rgb):
+    """Mean CIELAB chroma sqrt(a*^2 + b*^2) of RGB images in [0, 1]."""
+    lab = _lab(rgb)
     return float(np.mean(np.hypot(lab[..., 1], lab[..., 2])))
 
 
+def ab_error_auc(output, target, thresholds=AB_ERROR_THRESHOLDS):
+    """Area under the curve of per-pixel ab errors (Zhang et al., 2016).
+
+    For each threshold t, the fraction of pixels whose CIELAB ab error
+    sqrt((a - a*)^2 + (b - b*)^2) is at most t; the AuC is the mean of
+    these fractions over the thresholds, in [0, 1] (1: every pixel exact).
+
+    Args:
+        output: RGB image(s) in [0, 1].
+        target: RGB image(s) of the same shape.
+        thresholds: 1D array of ab distances. Defaults to 0, 1, ..., 150.
+
+    Returns:
+        A float.
+    """
+    error = np.hypot(
+        *np.moveaxis(_lab(output)[..., 1:] - _lab(target)[..., 1:], -1, 0)
+    )
+    error = np.sort(error.ravel())
+    within = np.searchsorted(error, np.asarray(thresholds), side="right")
+    return float(np.mean(within) / error.size)
+
+
 def evaluate_colorizer(model, folder, limit=None, tile_size=1024):
-    """PSNR, SSIM and mean chroma of a colorizer on color test images.
+    """PSNR, SSIM, ab-error AuC and mean chroma of a colorizer.
 
     The model sees each image's luminance only (the gray version); its RGB
     output is compared with the original. The gray baseline returns the
@@ -239,24 +269,28 @@ def evaluate_colorizer(model, folder, limit=None, tile_size=1024):
         tile_size: int. See `inference.predict_image`. Defaults to `1024`.
 
     Returns:
-        A dict with `psnr`, `ssim`, `chroma` (mean of the outputs) and
-        `target_chroma` (mean of the originals).
+        A dict of means over the images: `psnr`, `ssim`, `auc`
+        (`ab_error_auc`), `chroma` (of the outputs) and `target_chroma`
+        (of the originals).
     """
     images = inference.read_folder(folder, mode="rgb")[:limit]
-    scores, chromas, targets = [], [], []
+    scores, aucs, chromas, targets = [], [], [], []
     for image in images:
         gray = inference.to_channels(inference.to_channels(image, 1), 3)
         if model is None:
             output = gray
         else:
             output = inference.apply_model(model, gray, tile_size=tile_size)
+        output = np.clip(output, 0, 1)
         scores.append(_psnr_ssim(image, output))
-        chromas.append(chroma(np.clip(output, 0, 1)))
+        aucs.append(ab_error_auc(output, image))
+        chromas.append(chroma(output))
         targets.append(chroma(image))
     psnr, ssim = np.mean(scores, axis=0)
     return {
         "psnr": float(psnr),
         "ssim": float(ssim),
+        "auc": float(np.mean(aucs)),
         "chroma": float(np.mean(chromas)),
         "target_chroma": float(np.mean(targets)),
     }

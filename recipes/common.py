@@ -41,6 +41,12 @@ def training_parser(
     parser.add_argument("--kernel-size", type=int, default=9)
     parser.add_argument("--trunk-depth", type=int, default=9)
     parser.add_argument(
+        "--global-residual",
+        action="store_true",
+        help="the network predicts a correction added to its input (tasks "
+        "whose input and output have the same channels; not in the paper)",
+    )
+    parser.add_argument(
         "--distribute",
         action="store_true",
         help="data-parallel training on every device of this machine, or "
@@ -127,6 +133,7 @@ def build_network(args, task, **overrides):
         filters=args.filters,
         kernel_size=args.kernel_size,
         trunk_depth=args.trunk_depth,
+        global_residual=args.global_residual,
         **overrides,
     )
     if args.init_weights:

@@ -24,8 +24,9 @@ Sections (each only for the models given, shipped names or `.keras` files):
 - Relighting (`--relight`): PSNR / SSIM on the held-out Yale B subjects
   (the same seeded subject split as `train_relight.py`) against the
   identity baseline (the input face as it is).
-- Colorization (`--colorize`): PSNR / SSIM against the originals and mean
-  CIELAB chroma on CBSD68, against the gray baseline.
+- Colorization (`--colorize`): PSNR / SSIM against the originals, the AuC
+  of the per-pixel ab-error curve (thresholds 0-150, Zhang et al. 2016)
+  and the mean CIELAB chroma on CBSD68, against the gray baseline.
 
 The Markdown is printed and, with `--output`, written atomically.
 """
@@ -242,8 +243,9 @@ def colorization_section(args):
     folder = os.path.join(args.data, "color", "cbsd68")
     lines = [
         "## Colorization (CBSD68, from the gray image)\n",
-        "| method | PSNR dB | SSIM | mean chroma (originals: {target}) |",
-        "|---|---|---|---|",
+        "| method | PSNR dB | SSIM | ab-error AuC | mean chroma "
+        "(originals: {target}) |",
+        "|---|---|---|---|---|",
     ]
     target = None
     for name in [None, *args.colorize]:
@@ -253,7 +255,8 @@ def colorization_section(args):
         label = "gray (no color)" if name is None else name
         lines.append(
             f"| {label} | {result['psnr']:.2f} | "
-            f"{result['ssim']:.4f} | {result['chroma']:.2f} |"
+            f"{result['ssim']:.4f} | {100 * result['auc']:.2f}% | "
+            f"{result['chroma']:.2f} |"
         )
         print(lines[-1])
     lines[1] = lines[1].format(target=f"{target:.2f}")

@@ -96,8 +96,9 @@ def make_datasets(args):
 
 
 def make_loss(args, train_files):
+    """The task's loss, and for Lab the ab prior it is rebalanced with."""
     if args.space == "ycbcr":
-        return keras_rbdn.TASKS[args.task].loss
+        return keras_rbdn.TASKS[args.task].loss, None
     prior_path = os.path.join(args.run_dir, "ab_prior.npz")
     if os.path.exists(prior_path):
         prior = keras_rbdn.data.load_ab_prior(prior_path)
@@ -114,15 +115,39 @@ def make_loss(args, train_files):
         f"ab prior: {int(np.sum(np.asarray(prior) > 0))} bins used, "
         f"class weights {weights.min():.2f} .. {weights.max():.2f}"
     )
-    return keras_rbdn.losses.RebalancedCrossEntropy(class_weights=weights)
+    loss = keras_rbdn.losses.RebalancedCrossEntropy(class_weights=weights)
+    return loss, prior
 
 
 # ## Model
 
 
-def make_build_model(args, loss):
+def start_from_gray(network, space, prior=None):
+    """Makes the untrained network predict "no color" everywhere.
+
+    `deconv1`'s kernel is set to zero and its bias to the output of a gray
+    image: the neutral chroma (Cb = Cr = 128/255) for YCbCr, the log of the
+    ab prior for Lab (whose annealed mean is a faint average color). The
+    first step then starts from the gray-image baseline instead of random
+    colors; the kernel's gradient is not zero, so training proceeds.
+    """
+    deconv = network.get_layer("deconv1")
+    kernel, bias = deconv.get_weights()
+    if space == "ycbcr":
+        gray = np.full((1, 3), 0.5, dtype="float32")
+        bias = np.asarray(
+            keras_rbdn.layers.color.rgb_to_ycbcr(gray, xp=np)[0, 1:], "float32"
+        )
+    else:
+        bias = np.log(np.maximum(np.asarray(prior, "float32"), 1e-8))
+    deconv.set_weights([np.zeros_like(kernel), bias])
+
+
+def make_build_model(args, loss, prior=None):
     def build_model():
         model = common.build_network(args, args.task)
+        if not args.init_weights:
+            start_from_gray(model, args.space, prior)
         return common.compile_model(model, loss, args)
 
     return build_model
@@ -136,9 +161,9 @@ def main(argv=None):
     common.start_distribution(args)
     keras.utils.set_random_seed(args.seed)
     train_files, train, validation = make_datasets(args)
-    loss = make_loss(args, train_files)
+    loss, prior = make_loss(args, train_files)
     return common.train_and_export(
-        args, make_build_model(args, loss), train, validation
+        args, make_build_model(args, loss, prior), train, validation
     )
 
 

@@ -58,11 +58,6 @@ def parse_args(argv=None):
         "rotations) or NumPy (crops and flips; no TensorFlow needed). "
         "Default: tf.data where TensorFlow is installed",
     )
-    parser.add_argument(
-        "--global-residual",
-        action="store_true",
-        help="predict the noise and subtract it (not in the paper)",
-    )
     return parser.parse_args(argv)
 
 
@@ -176,9 +171,7 @@ def center_crop(image, size):
 
 def make_build_model(args):
     def build_model():
-        network = common.build_network(
-            args, "denoise", global_residual=args.global_residual
-        )
+        network = common.build_network(args, "denoise")
         # Training model: clean image -> noisy image (random level per
         # image, identity outside training) -> network.
         clean = keras.Input((None, None, 1), name="clean")

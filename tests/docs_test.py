@@ -178,7 +178,12 @@ def test_no_lab_notebook_left():
     assert not os.path.exists(
         os.path.join(ROOT, "benchmarks", "SPEED_NOTES.md")
     )
-    for path in FILES:
+    results = [
+        path
+        for path in glob.glob(os.path.join(RESULTS, "**", "*"), recursive=True)
+        if path.endswith((".md", ".log"))
+    ]
+    for path in FILES + results:
         with open(path) as file:
             text = file.read()
         for word in ("SPEED_NOTES", "session", "throw-away", "s9run"):

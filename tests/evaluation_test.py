@@ -132,3 +132,22 @@ class ChromaTest:
     def test_gray_has_no_chroma(self):
         gray = np.repeat(np.random.default_rng(2).random((5, 5, 1)), 3, -1)
         assert evaluation.chroma(gray) < 1e-2
+
+
+@pytest.mark.backend_independent
+class AbErrorAucTest:
+    def test_matches_a_per_threshold_count(self):
+        rng = np.random.default_rng(3)
+        output, target = rng.random((2, 6, 7, 3))
+        lab_out, lab_target = color.rgb2lab(output), color.rgb2lab(target)
+        error = np.hypot(*(lab_out[..., 1:] - lab_target[..., 1:]).T)
+        expected = np.mean([np.mean(error <= t) for t in range(151)])
+        np.testing.assert_allclose(
+            evaluation.ab_error_auc(output, target), expected, atol=2e-3
+        )
+
+    def test_exact_colors_score_one_and_gray_scores_less(self):
+        image = np.random.default_rng(4).random((5, 5, 3))
+        gray = np.repeat(image.mean(-1, keepdims=True), 3, -1)
+        assert evaluation.ab_error_auc(image, image) == 1.0
+        assert evaluation.ab_error_auc(gray, image) < 1.0

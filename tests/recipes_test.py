@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import color
 
 import keras_rbdn
 from keras_rbdn import training
@@ -150,6 +151,28 @@ class TrainingRecipesTest:
         assert training.latest_checkpoint(run_dir)[1] == 1
         if space == "lab":
             assert os.path.exists(os.path.join(run_dir, "ab_prior.npz"))
+
+    @pytest.mark.parametrize("space", ["ycbcr", "lab"])
+    def test_colorizer_starts_from_the_gray_image(self, space):
+        task = f"colorize_{space}"
+        network = keras_rbdn.build(branches=1, task=task, c=4, D=1)
+        prior = np.random.default_rng(5).random(network.output_channels)
+        prior /= prior.sum()
+        recipe("train_colorize").start_from_gray(network, space, prior)
+        rgb = np.random.default_rng(6).random((1, 16, 12, 3))
+        if space == "lab":
+            # The logits are the log prior at every pixel.
+            lightness = rgb[..., :1].astype("float32")
+            logits = keras.ops.convert_to_numpy(network(lightness))
+            np.testing.assert_allclose(
+                logits, np.broadcast_to(np.log(prior), logits.shape), 1e-5
+            )
+            return
+        model = keras_rbdn.image_model(network, task)
+        output = keras.ops.convert_to_numpy(model(rgb.astype("float32")))
+        # No chroma: Cb = Cr = 128/255 is the gray image.
+        lab = color.rgb2lab(np.clip(output[0], 0, 1))
+        np.testing.assert_allclose(lab[..., 1:], 0.0, atol=0.5)
 
     def test_train_relight_splits_by_subject(self, tmp_path):
         data = yale_folder(tmp_path / "yale")
