@@ -130,9 +130,7 @@ def test_every_preset_is_recorded(recorded):
 
 
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
-def test_shipped_weights_load_and_compute_the_recorded_outputs(
-    name, recorded
-):
+def test_shipped_weights_load_and_compute_the_recorded_outputs(name, recorded):
     network = load_strictly(name)
     paths = [f"{w.path} {tuple(w.shape)}" for w in network.weights]
     assert paths == list(recorded[f"{name}/weight_paths"])
