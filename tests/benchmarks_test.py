@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_rbdn
-from keras_rbdn.layers import narrow_conv
+from keras_rbdn import backend
 from tests.layers.narrow_conv_test import force_blocks_form
 from tests.models.folding_test import assert_same_inference
 from tests.models.folding_test import randomize_batch_norms
@@ -457,7 +457,6 @@ def test_conv_forms_command_writes_its_report(tmp_path):
 
 def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
     force_blocks_form(monkeypatch)
-    chosen = narrow_conv.BLOCKS_FORM_PLATFORMS
 
     def build():
         return keras_rbdn.build(
@@ -478,8 +477,8 @@ def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
     assert scores["float32", forms[0]] == pytest.approx(
         scores["float32", forms[1]], abs=1e-3
     )
-    # The module's settings are restored.
-    assert narrow_conv.BLOCKS_FORM_PLATFORMS == chosen
+    # The forms are chosen as before.
+    assert backend.find("narrow_conv2d", (9, 9, 1, 4)).name == "blocks"
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
