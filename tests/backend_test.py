@@ -16,7 +16,7 @@ from keras import ops
 from keras_rbdn import backend
 from keras_rbdn.layers import BatchNormalization
 from keras_rbdn.layers import Conv2D
-from keras_rbdn.layers import pooling  # noqa: F401 (registers the references)
+from keras_rbdn.layers import pooling
 from tests.testing import gradient
 
 OPERATIONS = (

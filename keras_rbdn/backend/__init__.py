@@ -20,9 +20,14 @@ The rule that picks a form, for the backend Keras is running:
    reference.
 
 `operation(name)` turns a reference function into one that follows this
-rule; layers that need a form chosen once (at `build`) call `find`.
-Which forms exist and when they pay is described in
-`docs/performance.md`.
+rule. The operations are defined with their references:
+`max_pool`, `max_pool_with_mask`, `max_unpool` and `max_unpool_at_map`
+in `layers/pooling.py`, `conv2d` in `layers/conv.py`,
+`batch_normalization` in `layers/batch_norm.py`. `narrow_conv2d`
+(`layers/narrow_conv.py`) is chosen once, when the layer is built: its
+forms' `applies` get the kernel's shape, and their `function` is called
+with `(inputs, kernel, bias)`. Which forms exist and when they pay is
+described in `docs/performance.md`.
 """
 
 import contextlib
@@ -59,10 +64,6 @@ class _Settings:
     without = ()  # names of the forms not to choose
 
 
-def _settings():
-    return _Settings
-
-
 @contextlib.contextmanager
 def portable_forms():
     """Within it, no device-specific form is chosen.
@@ -70,25 +71,23 @@ def portable_forms():
     For graphs that are traced on one machine and may run on another
     device, such as the SavedModels and ONNX files of `keras_rbdn.export`.
     """
-    settings = _settings()
-    settings.portable += 1
+    _Settings.portable += 1
     try:
         yield
     finally:
-        settings.portable -= 1
+        _Settings.portable -= 1
 
 
 @contextlib.contextmanager
 def without(*names):
     """Within it, the forms with these names are not chosen (to compare
     them with the reference, or with each other)."""
-    settings = _settings()
-    before = settings.without
-    settings.without = before + names
+    before = _Settings.without
+    _Settings.without = before + names
     try:
         yield
     finally:
-        settings.without = before
+        _Settings.without = before
 
 
 _FORMS = {}  # backend name -> its module's `FORMS`
@@ -121,11 +120,10 @@ def forms(name):
 def find(name, *args, **kwargs):
     """The form chosen for operation `name` with these arguments, or
     `None` for the reference (the rule in the module docstring)."""
-    settings = _settings()
     for form in forms(name):
-        if form.name in settings.without:
+        if form.name in _Settings.without:
             continue
-        if form.device_specific and settings.portable:
+        if form.device_specific and _Settings.portable:
             continue
         if form.applies(*args, **kwargs):
             return form
