@@ -9,10 +9,8 @@ from tests.testing import run_in_fresh_process
 
 def conv_params(kernel, inputs, filters, batch_norm=True):
     """Weights + biases of a conv, plus gamma/beta/mean/variance of its BN."""
-    return (
-        kernel * kernel * inputs * filters
-        + filters
-        + (4 * filters if batch_norm else 0)
+    return kernel * kernel * inputs * filters + filters + (
+        4 * filters if batch_norm else 0
     )
 
 
@@ -66,8 +64,7 @@ class RBDNTest:
         assert {"concat1", "concatB1", "concatB2"} <= names
         assert "concatB3" not in names
         batch_norms = [
-            layer
-            for layer in model.layers
+            layer for layer in model.layers
             if isinstance(layer, keras.layers.BatchNormalization)
         ]
         assert len(batch_norms) == len(PAPER_CONVOLUTIONS) - 1
@@ -85,13 +82,8 @@ class RBDNTest:
             dict(branches=0),
             dict(branches=1),
             dict(branches=4),
-            dict(
-                branches=2,
-                kernel_size=5,
-                filters=16,
-                trunk_kernel_size=5,
-                trunk_depth=3,
-            ),
+            dict(branches=2, kernel_size=5, filters=16, trunk_kernel_size=5,
+                 trunk_depth=3),
             dict(branches=3, input_channels=3),
             dict(branches=2, merge="none"),
         ],
@@ -132,13 +124,8 @@ class RBDNTest:
         assert model.predict(x, verbose=0).shape == (2, 13, 10, 1)
 
     def test_global_residual_adds_input(self):
-        model = RBDN(
-            branches=1,
-            filters=4,
-            trunk_depth=1,
-            input_channels=3,
-            global_residual=True,
-        )
+        model = RBDN(branches=1, filters=4, trunk_depth=1,
+                     input_channels=3, global_residual=True)
         deconv = model.get_layer("deconv1")
         deconv.set_weights([np.zeros_like(w) for w in deconv.get_weights()])
         x = np.random.default_rng(0).uniform(size=(2, 9, 11, 3))
@@ -147,23 +134,15 @@ class RBDNTest:
         )
 
     def test_trunk_dilation(self):
-        model = RBDN(
-            branches=1, filters=4, trunk_depth=2, trunk_dilation_rate=2
-        )
+        model = RBDN(branches=1, filters=4, trunk_depth=2,
+                     trunk_dilation_rate=2)
         assert model.get_layer("conv2_2").dilation_rate == (2, 2)
         assert model.get_layer("convB1_1").dilation_rate == (1, 1)
 
     def test_config_round_trip(self):
-        model = RBDN(
-            branches=2,
-            filters=8,
-            trunk_depth=3,
-            input_channels=3,
-            output_channels=2,
-            upsampling="bilinear",
-            merge="none",
-            name="custom",
-        )
+        model = RBDN(branches=2, filters=8, trunk_depth=3, input_channels=3,
+                     output_channels=2, upsampling="bilinear", merge="none",
+                     name="custom")
         config = model.get_config()
         clone = RBDN.from_config(config)
         assert clone.get_config() == config
@@ -188,10 +167,8 @@ class RBDNTest:
             (dict(input_channels=0), "input_channels=0"),
             (dict(upsampling="nearest"), "upsampling='nearest'"),
             (dict(merge="add"), "merge='add'"),
-            (
-                dict(input_channels=1, output_channels=3, global_residual=True),
-                "output_channels=3",
-            ),
+            (dict(input_channels=1, output_channels=3, global_residual=True),
+             "output_channels=3"),
         ],
     )
     def test_rejects_bad_arguments(self, arguments, message):
@@ -215,8 +192,8 @@ def test_keras_file_loads_in_fresh_process(tmp_path):
         import numpy as np, keras
         import keras_rbdn  # registers the custom classes
         model = keras.saving.load_model({str(path)!r})
-        x = np.load({str(tmp_path / "x.npy")!r})
-        np.save({str(tmp_path / "y.npy")!r},
+        x = np.load({str(tmp_path / 'x.npy')!r})
+        np.save({str(tmp_path / 'y.npy')!r},
                 keras.ops.convert_to_numpy(model(x, training=False)))
         print(type(model).__name__, model.count_params())
         """
