@@ -15,6 +15,11 @@ import os
 import tensorflow as tf
 from keras import ops
 
+# A private API: TensorFlow offers no public way to ask whether a graph is
+# being traced for XLA (`jit_compile=True`), whose lowering of the CPU's
+# max-pool kernels breaks ties another way.
+from tensorflow.python.ops import control_flow_util
+
 from keras_rbdn.backend import Form
 from keras_rbdn.backend.conv_forms import ROWS
 from keras_rbdn.layers.pooling import WINDOW
@@ -38,10 +43,6 @@ def cpu_kernels(*args, training=None):
     """
     if _xla_clusters_cpu_ops():
         return False
-    # A private API: TensorFlow offers no public way to ask whether a
-    # graph is being traced for XLA (`jit_compile=True`).
-    from tensorflow.python.ops import control_flow_util
-
     graph = tf.compat.v1.get_default_graph()
     if control_flow_util.GraphOrParentsInXlaContext(graph):
         return False
