@@ -581,6 +581,8 @@ def test_architecture_findings_verdict_rule():
     assert architecture_findings.verdict(finding, judge)[0] == "NOT REPRODUCED"
 
 
+# The study's wiring (arguments, record, report), not what it trains.
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_architecture_study_runs_through_the_recipe(tmp_path):
     from tests.data.relight_test import write_fake_yale
