@@ -34,13 +34,13 @@ import numpy as np
 import speed
 from keras import ops
 
-from keras_rbdn.layers.narrow_conv import block_taps
-from keras_rbdn.layers.narrow_conv import blocked_kernel
-from keras_rbdn.layers.narrow_conv import conv_in_blocks
-from keras_rbdn.layers.narrow_conv import depth_to_space
-from keras_rbdn.layers.narrow_conv import row_shift_kernel
-from keras_rbdn.layers.narrow_conv import rows_then_shift
-from keras_rbdn.layers.narrow_conv import space_to_depth
+from keras_rbdn.backend.conv_forms import block_taps
+from keras_rbdn.backend.conv_forms import blocked_kernel
+from keras_rbdn.backend.conv_forms import conv_in_blocks
+from keras_rbdn.backend.conv_forms import depth_to_space
+from keras_rbdn.backend.conv_forms import row_shift_kernel
+from keras_rbdn.backend.conv_forms import rows_then_shift
+from keras_rbdn.backend.conv_forms import space_to_depth
 
 CHANNELS = 64
 

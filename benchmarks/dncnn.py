@@ -20,7 +20,7 @@ where it applies, so that the comparison does not favour RBDN: the rows
 form for few output channels, on TensorFlow (on this CPU it halves the
 last layer's inference time) and under JAX on a GPU (1.58x for the last
 layer on an H100). The blocks form that RBDN's 9x9 layers use on a GPU
-is not used for 3x3 kernels (`MIN_BLOCKS_KERNEL_SIZE`): on an H100 it
+is not used for 3x3 kernels (`conv_forms.MIN_BLOCKS_KERNEL_SIZE`): on an H100 it
 was slower for both of DnCNN's 3x3 layers (`conv_forms.py --kernel-size
 3`, `docs/performance.md`, "NarrowConv2D"). Its other layers are
 `keras_rbdn.layers.Conv2D`s and `BatchNormalization`s, as RBDN's are,

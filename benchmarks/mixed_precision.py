@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(BENCHMARKS))
 import speed  # noqa: E402
 
 import keras_rbdn  # noqa: E402
+from keras_rbdn import backend  # noqa: E402
 from keras_rbdn.layers import narrow_conv  # noqa: E402
 
 TEST_SIGMA = 25.0
@@ -109,16 +110,17 @@ def evaluate(build, weights, clean, noisy, compare_forms=False):
     `NarrowConv2D`; with `compare_forms`, each policy is run again with the
     blocks form turned off.
     """
-    chosen = narrow_conv.BLOCKS_FORM_PLATFORMS
     scores = {}
     try:
-        for platforms in [chosen, ()] if compare_forms else [chosen]:
-            narrow_conv.BLOCKS_FORM_PLATFORMS = platforms
-            for policy in speed.PRECISIONS:
-                keras.mixed_precision.set_global_policy(policy)
-                scores.update(_score(build(), weights, clean, noisy, policy))
+        for turned_off in [(), ("blocks",)] if compare_forms else [()]:
+            with backend.without(*turned_off):
+                for policy in speed.PRECISIONS:
+                    keras.mixed_precision.set_global_policy(policy)
+                    network = build()
+                    scores.update(
+                        _score(network, weights, clean, noisy, policy)
+                    )
     finally:
-        narrow_conv.BLOCKS_FORM_PLATFORMS = chosen
         keras.mixed_precision.set_global_policy("float32")
     return scores
 

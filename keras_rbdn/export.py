@@ -41,12 +41,12 @@ import tempfile
 import keras
 from keras import ops
 
+from keras_rbdn.backend import portable_forms
 from keras_rbdn.channels import COLOR_SPACES
 from keras_rbdn.channels import accepted_channels
 from keras_rbdn.channels import run_on_channels
 from keras_rbdn.checks import check_choice
 from keras_rbdn.inference import find_rbdn
-from keras_rbdn.layers import pooling
 from keras_rbdn.self_ensemble import check_ensemble
 from keras_rbdn.self_ensemble import self_ensemble
 
@@ -482,7 +482,7 @@ def export(
     )
     # Traced for any device (TF Serving or an ONNX runtime may run it on a
     # GPU), and with stock ops only.
-    with pooling.portable_switches():
+    with portable_forms():
         return _write(serving_model, format, target, version_directory, verbose)
 
 

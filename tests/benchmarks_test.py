@@ -1,6 +1,7 @@
 """The speed benchmark's baseline and its command line, on tiny sizes."""
 
 import datetime
+import json
 import os
 import re
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_rbdn
-from keras_rbdn.layers import narrow_conv
+from keras_rbdn import backend
 from tests.layers.narrow_conv_test import force_blocks_form
 from tests.models.folding_test import assert_same_inference
 from tests.models.folding_test import randomize_batch_norms
@@ -21,6 +22,8 @@ BENCHMARKS = os.path.join(
 )
 sys.path.insert(0, BENCHMARKS)
 
+import architecture_findings  # noqa: E402
+import architecture_study  # noqa: E402
 import conv_floor  # noqa: E402
 import conv_forms  # noqa: E402
 import dncnn  # noqa: E402
@@ -457,7 +460,6 @@ def test_conv_forms_command_writes_its_report(tmp_path):
 
 def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
     force_blocks_form(monkeypatch)
-    chosen = narrow_conv.BLOCKS_FORM_PLATFORMS
 
     def build():
         return keras_rbdn.build(
@@ -478,8 +480,8 @@ def test_mixed_precision_compares_the_narrow_forms(monkeypatch):
     assert scores["float32", forms[0]] == pytest.approx(
         scores["float32", forms[1]], abs=1e-3
     )
-    # The module's settings are restored.
-    assert narrow_conv.BLOCKS_FORM_PLATFORMS == chosen
+    # The forms are chosen as before.
+    assert backend.find("narrow_conv2d", (9, 9, 1, 4)).name == "blocks"
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
@@ -521,3 +523,89 @@ def test_reports_record_the_tuning_environment(monkeypatch):
     assert speed.environment_lines(datetime.datetime(2026, 1, 1))[-1] == (
         "- ONEDNN_MAX_CPU_ISA: `AVX512_CORE_VNNI`"
     )
+
+
+# The architecture study (`benchmarks/architecture_study.py`).
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        # The verdicts the study's report gave when these runs were made.
+        (
+            "architecture_study",
+            ["NOT", "REPRODUCED", "NOT", "NOT", "NOT"],
+        ),
+        (
+            "architecture_study_long",
+            ["PARTLY", "REPRODUCED", "PARTLY", "REPRODUCED", "REPRODUCED"],
+        ),
+    ],
+)
+def test_architecture_findings_of_the_recorded_studies(name, expected):
+    with open(os.path.join(BENCHMARKS, "results", f"{name}.json")) as file:
+        record = json.load(file)
+    settings = record["settings"]
+    depths = [1, 3, 5, 7, 9, 11]
+    variants = architecture_study.study_variants(settings["filters"], depths)
+    best = architecture_study.best_mses(record, variants)
+    _, assessed = architecture_findings.assess(
+        best, depths, settings["filters"]
+    )
+    names = [finding.name for _, finding, _, _ in assessed]
+    assert names == [
+        "Depth D",
+        "K, c, T",
+        "Branches",
+        "Upsampling",
+        "Recursive branching",
+    ]
+    verdicts = [verdict.split()[0] for _, _, verdict, _ in assessed]
+    assert verdicts == expected
+
+
+@pytest.mark.backend_independent
+def test_architecture_findings_verdict_rule():
+    claims = (
+        architecture_findings.Claim("a", "<", ("x",), ("y",), "first"),
+        architecture_findings.Claim("b", ">", ("x",), ("z",)),
+    )
+    finding = architecture_findings.Finding("f", "p", (), (), claims)
+    judge = architecture_findings._Judge({"x": 1.0, "y": 2.0, "z": 0.5})
+    assert architecture_findings.verdict(finding, judge)[0] == "REPRODUCED"
+    judge = architecture_findings._Judge({"x": 1.0, "y": 2.0, "z": 1.01})
+    assert architecture_findings.verdict(finding, judge) == (
+        "PARTLY REPRODUCED",
+        [True, False],
+    )
+    judge = architecture_findings._Judge({"x": 1.0, "y": 1.01, "z": 1.01})
+    assert architecture_findings.verdict(finding, judge)[0] == "NOT REPRODUCED"
+
+
+# The study's wiring (arguments, record, report), not what it trains.
+@pytest.mark.backend_independent
+@pytest.mark.slow
+def test_architecture_study_runs_through_the_recipe(tmp_path):
+    from tests.data.relight_test import write_fake_yale
+
+    data = tmp_path / "relight"
+    write_fake_yale(str(data), subjects=["yaleB01", "yaleB02"], size=(16, 16))
+    recipe = os.path.join(os.path.dirname(BENCHMARKS), "recipes")
+    command = [
+        sys.executable,
+        os.path.join(recipe, "tune_architecture.py"),
+        "study",
+        "--data-dir", str(data), "--image-size", "16", "16",
+        "--validation-subjects", "1", "--lightings-per-subject", "2",
+        "--epochs", "1", "--batch-size", "4", "--filters", "2",
+        "--groups", "merge", "--output-dir", str(tmp_path), "--name", "study",
+    ]  # fmt: skip
+    environment = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=environment, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "study.json").read_text())
+    assert len(record["runs"]) == 2  # RBDN-3 recursive and linear
+    report = (tmp_path / "study.md").read_text()
+    assert "| merge | RBDN-3 linear (no merge) |" in report
+    assert (tmp_path / "study.png").exists()

@@ -24,7 +24,6 @@ import pytest
 import keras_rbdn
 from keras_rbdn import export
 from keras_rbdn.inference import find_rbdn
-from keras_rbdn.layers import pooling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING_DOC = os.path.join(ROOT, "docs", "serving.md")
@@ -199,7 +198,10 @@ def exports(models, tmp_path_factory):
         # The XLA-compiled switch mask switched on for every size (it is
         # TensorFlow-only): the exports must still not use it, since TF
         # Serving compiles XLA only when started with an option.
-        patch.setattr(pooling, "COMPILED_MASK_MIN_ELEMENTS", 1)
+        if keras.backend.backend() == "tensorflow":
+            from keras_rbdn.backend import tensorflow as tf_forms
+
+            patch.setattr(tf_forms, "COMPILED_MASK_MIN_ELEMENTS", 1)
         return {
             key: export(
                 model,
@@ -369,7 +371,7 @@ class SavedModelTest:
         assert ops["unregistered"] == []
         assert ops["xla_compiled"] == []
         # Switches as masks, for any device: no CPU-only max-pool gradient
-        # kernels in the forward graph (`pooling.portable_switches`).
+        # kernels in the forward graph (`keras_rbdn.backend.portable_forms`).
         assert "MaxPoolGrad" not in ops["types"]
         python_ops = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
         assert python_ops.isdisjoint(ops["types"])

@@ -4,25 +4,30 @@ import pytest
 from keras import ops
 
 import keras_rbdn
+from keras_rbdn import backend
+from keras_rbdn.backend import conv_forms
 from keras_rbdn.layers import NarrowConv2D
-from keras_rbdn.layers import narrow_conv
 from tests.testing import gradient
+
+
+def force_form(monkeypatch, form):
+    """Makes this backend and device use `form` (`conv_forms.BLOCKS` or
+    `conv_forms.ROWS`) for every narrow convolution built."""
+    registered = backend._registered(keras.backend.backend())
+    always = form._replace(applies=lambda kernel_shape: True)
+    monkeypatch.setitem(registered, "narrow_conv2d", (always,))
 
 
 def force_blocks_form(monkeypatch):
     """Makes this backend and device use the blocks form (normally JAX on
-    a GPU only), for kernels from 3 x 3 up."""
-    here = (keras.backend.backend(), narrow_conv._device_platform())
-    monkeypatch.setattr(narrow_conv, "BLOCKS_FORM_PLATFORMS", (here,))
-    monkeypatch.setattr(narrow_conv, "MIN_BLOCKS_KERNEL_SIZE", 3)
+    a GPU only, for kernels from 7 x 7 up)."""
+    force_form(monkeypatch, conv_forms.BLOCKS)
 
 
 def force_rows_form(monkeypatch):
-    """Makes this backend and device use the rows form for few filters
-    (normally TensorFlow, and JAX on a GPU)."""
-    here = (keras.backend.backend(), narrow_conv._device_platform())
-    monkeypatch.setattr(narrow_conv, "BLOCKS_FORM_PLATFORMS", ())
-    monkeypatch.setattr(narrow_conv, "ROWS_FORM_PLATFORMS", (here,))
+    """Makes this backend and device use the rows form (normally
+    TensorFlow, and JAX on a GPU, for few filters)."""
+    force_form(monkeypatch, conv_forms.ROWS)
 
 
 @pytest.fixture(params=["as chosen", "blocks", "rows"])
@@ -165,13 +170,15 @@ class NarrowConv2DTest:
     def test_form_chosen(
         self, monkeypatch, filters, kernel_size, channels, on_gpu
     ):
-        backend = keras.backend.backend()
-        if backend == "jax":  # The platform is only read under JAX.
-            monkeypatch.setattr(narrow_conv, "_device_platform", lambda: "gpu")
+        backend_name = keras.backend.backend()
+        if backend_name == "jax":  # Only JAX's forms depend on the device.
+            from keras_rbdn.backend import jax as jax_forms
+
+            monkeypatch.setattr(jax_forms, "on_gpu", lambda: True)
         layer = random_layer(filters, kernel_size, channels)
-        if backend == "jax":
+        if backend_name == "jax":
             expected = on_gpu
-        elif backend == "tensorflow" and filters <= 4:
+        elif backend_name == "tensorflow" and filters <= 4:
             expected = "rows"
         else:
             expected = None
@@ -181,7 +188,9 @@ class NarrowConv2DTest:
         keras.backend.backend() != "jax", reason="platforms are JAX's"
     )
     def test_jax_uses_the_plain_form_on_cpus(self, monkeypatch):
-        monkeypatch.setattr(narrow_conv, "_device_platform", lambda: "cpu")
+        from keras_rbdn.backend import jax as jax_forms
+
+        monkeypatch.setattr(jax_forms, "on_gpu", lambda: False)
         assert random_layer(64, 9, 1)._form is None
         assert random_layer(1, 3, 64)._form is None
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_rbdn import backend
 from keras_rbdn.layers import MaxPoolingWithArgmax2D
 from keras_rbdn.layers import MaxUnpooling2D
-from keras_rbdn.layers import pooling
 from tests.testing import gradient
 from tests.testing import run_in_fresh_process
 
@@ -22,7 +22,9 @@ def mask_path(request, monkeypatch):
     if request.param == "compiled":
         if not TENSORFLOW:
             pytest.skip("the XLA-compiled switch mask is TensorFlow-only")
-        monkeypatch.setattr(pooling, "COMPILED_MASK_MIN_ELEMENTS", 1)
+        from keras_rbdn.backend import tensorflow as tf_forms
+
+        monkeypatch.setattr(tf_forms, "COMPILED_MASK_MIN_ELEMENTS", 1)
     return request.param
 
 
@@ -148,8 +150,10 @@ class MaxPoolingWithArgmax2DTest:
     def test_mask_is_compiled_for_large_static_shapes_only(self, monkeypatch):
         import tensorflow as tf
 
+        from keras_rbdn.backend import tensorflow as tf_forms
+
         monkeypatch.setattr(
-            pooling, "COMPILED_MASK_MIN_ELEMENTS", 2 * 8 * 8 * 3
+            tf_forms, "COMPILED_MASK_MIN_ELEMENTS", 2 * 8 * 8 * 3
         )
         layer = MaxPoolingWithArgmax2D()
 
@@ -168,8 +172,10 @@ class MaxPoolingWithArgmax2DTest:
         # Unknown sizes (as in exported SavedModels): the plain ops.
         assert compiled_calls((None, 8, 8, 3)) == []
         assert compiled_calls((2, None, None, 3)) == []
-        # The documented way to turn it off.
-        monkeypatch.setattr(pooling, "COMPILED_MASK_MIN_ELEMENTS", float("inf"))
+        # A threshold of infinity turns it off.
+        monkeypatch.setattr(
+            tf_forms, "COMPILED_MASK_MIN_ELEMENTS", float("inf")
+        )
         assert compiled_calls((2, 8, 8, 3)) == []
 
     def test_symbolic_shapes(self):
@@ -292,9 +298,9 @@ def test_pool_unpool_train_under_jit():
 @pytest.fixture(params=["input", "auto", "input, portable"])
 def switches_form(request):
     """A `switches` argument of the pooling; "portable" traces it inside
-    `portable_switches()` (on TensorFlow: no CPU-only kernels)."""
+    `backend.portable_forms()` (no device-specific kernels)."""
     form, _, portable = request.param.partition(", ")
-    context = pooling.portable_switches() if portable else nullcontext()
+    context = backend.portable_forms() if portable else nullcontext()
     with context:
         yield form
 
@@ -353,7 +359,7 @@ class SwitchesFormsTest:
             else:
                 dtype = keras.backend.standardize_dtype(switches.dtype)
                 assert dtype == "bool"
-        with pooling.portable_switches():
+        with backend.portable_forms():
             _, switches = layer(x)
             assert keras.backend.standardize_dtype(switches.dtype) == "bool"
         symbolic = layer(keras.Input((None, None, 2)))[1]
@@ -474,8 +480,10 @@ class SwitchesFormsTest:
     def test_reads_whether_xla_may_cluster_cpu_ops(
         self, flags, clustered, monkeypatch
     ):
+        from keras_rbdn.backend import tensorflow as tf_forms
+
         monkeypatch.setenv("TF_XLA_FLAGS", flags)
-        assert pooling._xla_clusters_cpu_ops() is clustered
+        assert tf_forms._xla_clusters_cpu_ops() is clustered
 
     @pytest.mark.skipif(not TORCH, reason="PyTorch's kernels")
     @pytest.mark.parametrize("training", [None, True])

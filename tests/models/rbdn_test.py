@@ -213,7 +213,7 @@ def test_pytorch_kernels_compute_what_masks_compute(policy, monkeypatch):
     gradients are the same bit for bit, ties after the ReLUs included."""
     import torch
 
-    from keras_rbdn.layers import torch_pooling
+    from keras_rbdn import backend
 
     rng = np.random.default_rng(5)
     x = torch.tensor(rng.uniform(size=(2, 37, 29, 1)).astype("float32"))
@@ -230,8 +230,7 @@ def test_pytorch_kernels_compute_what_masks_compute(policy, monkeypatch):
         gradients = torch.autograd.grad(loss, weights)
         return [ops.convert_to_numpy(t) for t in (outputs, *gradients)]
 
-    with monkeypatch.context() as patch:
-        patch.setattr(torch_pooling, "applies_to", lambda x: False)
+    with backend.without("native_pooling"):
         with_masks = outputs_and_gradients()
     with_kernels = outputs_and_gradients()
     for kernels, masks in zip(with_kernels, with_masks, strict=True):
