@@ -28,13 +28,18 @@ PRESETS = {
     "relight": {
         "task": "relight",
         "description": "gray face relighting to frontal lighting (Yale B)",
-        "network": {"branches": 3, "filters": 16, "channels": 1},
+        "network": {
+            "branches": 3,
+            "filters": 32,
+            "channels": 1,
+            "global_residual": True,
+        },
         "weights": "relight.weights.h5",
     },
     "colorize_ycbcr": {
         "task": "colorize_ycbcr",
         "description": "colorization, Y -> CbCr regression",
-        "network": {"branches": 3, "filters": 16},
+        "network": {"branches": 3, "filters": 32},
         "weights": "colorize_ycbcr.weights.h5",
     },
     "colorize_lab": {

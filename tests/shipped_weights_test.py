@@ -2,9 +2,10 @@
 
 `tests/fixtures/shipped_outputs.npz` holds, for each preset in
 `keras_rbdn/presets.py`, the weight paths of its network and a record of
-its outputs on `fixed_image` (a few statistics and a strided slice), as
-the code of commit f94ccb2 computed them with the TensorFlow backend on a
-CPU. It was written by
+its outputs on `fixed_image` (a few statistics and a strided slice),
+computed with the TensorFlow backend on a CPU: for `denoise` by the layer
+code of commit f94ccb2, before the backend seam; for the other presets
+by the code that shipped their current weights. It was written by
 
     KERAS_BACKEND=tensorflow python -m tests.shipped_weights_test
 
