@@ -38,9 +38,11 @@ COMMANDS = {
     # command: (default model, default task, output suffix, help)
     "denoise": ("denoise", "denoise", "_denoised", "remove Gaussian noise"),
     "relight": ("relight", "relight", "_relit", "relight faces"),
+    # The colorizer closest to the originals on CBSD68 (PSNR and ab-error
+    # AuC, docs/results.md); `--model colorize_lab` gives more vivid colors.
     "colorize": (
-        "colorize_lab",
-        "colorize_lab",
+        "colorize_ycbcr",
+        "colorize_ycbcr",
         "_colorized",
         "colorize gray images",
     ),
