@@ -27,7 +27,10 @@ import numpy as np
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCHMARKS))
 
+sys.path.insert(0, os.path.join(os.path.dirname(BENCHMARKS), "recipes"))
+
 from architecture_findings import findings  # noqa: E402
+from tune_architecture import load_data  # noqa: E402
 
 import keras_rbdn  # noqa: E402
 import keras_rbdn.data  # noqa: E402
@@ -73,23 +76,6 @@ def group_id(group):
 
 def run_key(arguments):
     return json.dumps(arguments, sort_keys=True)
-
-
-def load_data(args):
-    (x, y), (x_val, y_val) = keras_rbdn.data.load_relight_split(
-        args.data_dir,
-        validation_subjects=args.validation_subjects,
-        image_size=tuple(args.image_size),
-        train_subjects=args.train_subjects,
-        lightings_per_subject=args.lightings_per_subject,
-        seed=args.seed,
-    )
-    print(
-        f"relight pairs: train {x.shape}, validation {x_val.shape} "
-        "(disjoint subjects)",
-        flush=True,
-    )
-    return (x, y), (x_val, y_val)
 
 
 def train_variant(arguments, data, args):

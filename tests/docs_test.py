@@ -259,7 +259,10 @@ RUN_FILES = [
 ]
 
 
+# What a reader runs, once: the layers and models these blocks call are
+# tested on every backend elsewhere.
 @pytest.mark.slow
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("path", RUN_FILES, ids=relative)
 def test_code_blocks_run(path, tmp_path, monkeypatch):
     make_inputs(tmp_path)

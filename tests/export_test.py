@@ -561,6 +561,10 @@ def shipped_savedmodels():
     return found
 
 
+# The SavedModels are fixed TensorFlow graphs, checked once; that the
+# shipped Keras models compute the same on every backend is
+# `shipped_weights_test`'s.
+@pytest.mark.backend_independent
 class ShippedSavedModelTest:
     """Every SavedModel under `savedmodels/`: fresh process, stock ops,
     any size, same pixels as the shipped Keras model."""

@@ -225,7 +225,10 @@ def free_port():
         return probe.getsockname()[1]
 
 
+# The tuner's chief and workers wiring, once; the models it builds and
+# trains are tested on every backend elsewhere.
 @pytest.mark.slow
+@pytest.mark.backend_independent
 class DistributedSearchTest:
     def test_chief_and_two_workers(self, tmp_path):
         data = tmp_path / "relight"
