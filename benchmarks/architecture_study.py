@@ -30,12 +30,12 @@ sys.path.insert(0, os.path.dirname(BENCHMARKS))
 sys.path.insert(0, os.path.join(os.path.dirname(BENCHMARKS), "recipes"))
 
 from architecture_findings import findings  # noqa: E402
+from tune_architecture import add_data_flags  # noqa: E402
 from tune_architecture import load_data  # noqa: E402
 
 import keras_rbdn  # noqa: E402
 import keras_rbdn.data  # noqa: E402
 
-DEFAULT_DATA = os.path.join(BENCHMARKS, "..", "..", "shared", "data", "relight")
 DEFAULT_RESULTS = os.path.join(BENCHMARKS, "results")
 # The branch and Fig. 6 comparisons run before the minor K, c, T changes,
 # so that a study cut short keeps the main findings.
@@ -311,20 +311,7 @@ def write_report(record, variants, output_dir, name):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=DEFAULT_DATA)
-    parser.add_argument(
-        "--image-size",
-        type=int,
-        nargs=2,
-        default=[48, 42],
-        metavar=("HEIGHT", "WIDTH"),
-    )
-    parser.add_argument("--validation-subjects", type=int, default=6)
-    parser.add_argument("--train-subjects", type=int, default=None)
-    parser.add_argument("--lightings-per-subject", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    add_data_flags(parser)
     parser.add_argument(
         "--filters", type=int, default=16, help="c of the study's base network"
     )

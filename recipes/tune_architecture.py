@@ -132,9 +132,8 @@ def search(args):
             json.dump(summary, file, indent=1)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["search", "study"])
+def add_data_flags(parser):
+    """The relighting data and training flags the search and study share."""
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument(
         "--image-size",
@@ -149,6 +148,12 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=["search", "study"])
+    add_data_flags(parser)
     parser.add_argument("--tuner", default="hyperband", choices=TUNERS)
     parser.add_argument("--max-trials", type=int, default=10)
     parser.add_argument("--kernel-sizes", default="5,7,9")
