@@ -224,10 +224,13 @@ def _lab(rgb):
     return rgb_to_lab(np.asarray(rgb, dtype="float32"), xp=np)
 
 
+def _mean_chroma(lab):
+    return float(np.mean(np.hypot(lab[..., 1], lab[..., 2])))
+
+
 def chroma(rgb):
     """Mean CIELAB chroma sqrt(a*^2 + b*^2) of RGB images in [0, 1]."""
-    lab = _lab(rgb)
-    return float(np.mean(np.hypot(lab[..., 1], lab[..., 2])))
+    return _mean_chroma(_lab(rgb))
 
 
 def ab_error_auc(output, target, thresholds=AB_ERROR_THRESHOLDS):
@@ -245,9 +248,12 @@ def ab_error_auc(output, target, thresholds=AB_ERROR_THRESHOLDS):
     Returns:
         A float.
     """
-    error = np.hypot(
-        *np.moveaxis(_lab(output)[..., 1:] - _lab(target)[..., 1:], -1, 0)
-    )
+    return _ab_error_auc(_lab(output), _lab(target), thresholds)
+
+
+def _ab_error_auc(output_lab, target_lab, thresholds=AB_ERROR_THRESHOLDS):
+    difference = output_lab[..., 1:] - target_lab[..., 1:]
+    error = np.hypot(difference[..., 0], difference[..., 1])
     error = np.sort(error.ravel())
     within = np.searchsorted(error, np.asarray(thresholds), side="right")
     return float(np.mean(within) / error.size)
@@ -283,9 +289,10 @@ def evaluate_colorizer(model, folder, limit=None, tile_size=1024):
             output = inference.apply_model(model, gray, tile_size=tile_size)
         output = np.clip(output, 0, 1)
         scores.append(_psnr_ssim(image, output))
-        aucs.append(ab_error_auc(output, image))
-        chromas.append(chroma(output))
-        targets.append(chroma(image))
+        output_lab, image_lab = _lab(output), _lab(image)
+        aucs.append(_ab_error_auc(output_lab, image_lab))
+        chromas.append(_mean_chroma(output_lab))
+        targets.append(_mean_chroma(image_lab))
     psnr, ssim = np.mean(scores, axis=0)
     return {
         "psnr": float(psnr),
