@@ -19,16 +19,17 @@ whole-image output, so there are no seams, while memory stays bounded by
 the tile size.
 """
 
-import dataclasses
 import os
 import tempfile
 
 import numpy as np
 
-from keras_rbdn.data.files import GRAY_WEIGHTS
 from keras_rbdn.data.files import IMAGE_EXTENSIONS
+from keras_rbdn.data.files import Image  # noqa: F401
+from keras_rbdn.data.files import ImageError
+from keras_rbdn.data.files import decode_image as read_image  # noqa: F401
+from keras_rbdn.data.files import to_channels
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -38,135 +39,6 @@ _FORMATS = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
 }
-_COLOR_CHANNELS = {1: "gray", 2: "gray + alpha", 3: "RGB", 4: "RGBA"}
-
-
-class ImageError(ValueError):
-    """An image file that cannot be read or written; the message names it."""
-
-
-@dataclasses.dataclass
-class Image:
-    """Decoded image pixels and what is needed to write them back alike.
-
-    Args:
-        pixels: float32 array `(height, width, channels)` in [0, 1], with 1
-            (gray) or 3 (RGB) channels.
-        alpha: float32 array `(height, width)` in [0, 1], or `None`.
-        bit_depth: int. 8 or 16, the bits per channel of the file.
-    """
-
-    pixels: np.ndarray
-    alpha: np.ndarray = None
-    bit_depth: int = 8
-
-    @property
-    def channels(self):
-        return self.pixels.shape[-1]
-
-
-def _png_header(data):
-    """(bit depth, color type) from a PNG's IHDR chunk."""
-    return data[24], data[25]
-
-
-def _decode_png16_color(path, data):
-    """16-bit gray + alpha, RGB or RGBA PNG, which Pillow reads as 8 bits."""
-    import tensorflow as tf
-
-    try:
-        array = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
-    except (tf.errors.InvalidArgumentError, ValueError) as error:
-        message = str(error).strip().splitlines()[0]
-        raise ImageError(f"{path}: not a readable PNG ({message})") from None
-    return array.astype("float32") / 65535.0, 16
-
-
-def _decode_pillow(path):
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
-
-    try:
-        with PILImage.open(path) as image:
-            mode = image.mode
-            if mode == "P":
-                image = image.convert(
-                    "RGBA" if "transparency" in image.info else "RGB"
-                )
-            elif mode == "PA":
-                image = image.convert("RGBA")
-            elif mode == "1":
-                image = image.convert("L")
-            elif mode in ("I;16", "I;16B", "I;16L"):
-                array = np.asarray(image).astype("float32") / 65535.0
-                return array[..., None], 16
-            elif mode == "I" and image.format == "PNG":
-                # Pillow opens 16-bit gray PNGs as 32-bit "I".
-                array = np.asarray(image).astype("float32") / 65535.0
-                return array[..., None], 16
-            elif mode not in ("L", "LA", "RGB", "RGBA"):
-                raise ImageError(
-                    f"{path}: unsupported image mode {mode!r} (supported: "
-                    "gray, gray + alpha, RGB, RGBA; 8 or 16 bits)"
-                )
-            array = np.asarray(image).astype("float32") / 255.0
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, ImageError):
-            raise
-        message = str(error).strip().splitlines()[0] if str(error) else ""
-        raise ImageError(f"{path}: cannot read image ({message})") from None
-    if array.ndim == 2:
-        array = array[..., None]
-    return array, 8
-
-
-def read_image(path):
-    """Reads an image file as float32 pixels in [0, 1].
-
-    Args:
-        path: str or path-like. A gray, gray + alpha, RGB or RGBA image;
-            PNG (8 or 16 bits), JPEG, BMP, TIFF or WebP.
-
-    Returns:
-        An `Image`: `pixels` `(height, width, 1 or 3)`, `alpha` or `None`,
-        and the file's `bit_depth`.
-
-    Raises:
-        ImageError: the file is missing, not an image, or of an unsupported
-            kind; the message is one line and starts with the path.
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise ImageError(f"{path}: cannot open ({error.strerror})") from None
-    if not data:
-        raise ImageError(f"{path}: empty file")
-    if data.startswith(PNG_SIGNATURE) and len(data) < 26:
-        raise ImageError(f"{path}: truncated PNG")
-    if data.startswith(PNG_SIGNATURE) and _png_header(data) in (
-        (16, 2),
-        (16, 4),
-        (16, 6),
-    ):
-        array, bit_depth = _decode_png16_color(path, data)
-    else:
-        array, bit_depth = _decode_pillow(path)
-    channels = array.shape[-1]
-    if channels not in _COLOR_CHANNELS:
-        raise ImageError(f"{path}: unsupported channel count {channels}")
-    alpha = None
-    if channels in (2, 4):
-        alpha = array[..., -1]
-        array = array[..., :-1]
-    if min(array.shape[:2]) < 1:
-        raise ImageError(f"{path}: empty image {array.shape[:2]}")
-    return Image(
-        pixels=np.ascontiguousarray(array), alpha=alpha, bit_depth=bit_depth
-    )
 
 
 def list_images(directory):
@@ -182,25 +54,6 @@ def list_images(directory):
     if not paths:
         raise ImageError(f"{directory}: no image files")
     return paths
-
-
-def to_channels(pixels, channels):
-    """Converts `(H, W, C)` pixels between gray (1) and RGB (3).
-
-    RGB to gray uses the ITU-R BT.601 luma weights; gray to RGB repeats the
-    channel.
-    """
-    if pixels.shape[-1] == channels:
-        return pixels
-    if pixels.shape[-1] == 3 and channels == 1:
-        weights = np.array(GRAY_WEIGHTS, dtype="float32")
-        return (pixels @ weights)[..., None].astype("float32")
-    if pixels.shape[-1] == 1 and channels == 3:
-        return np.repeat(pixels, 3, axis=-1)
-    raise ValueError(
-        "Only gray (1) and RGB (3) conversions are supported. Received: "
-        f"{pixels.shape[-1]} channels -> channels={channels}"
-    )
 
 
 def read_folder(directory, mode="gray"):
@@ -334,8 +187,23 @@ def find_rbdn(model):
     return next(rbdns_in(model), None)
 
 
+def find_network(model):
+    """The image network inside `model`: an `OpponentDenoiser` if there is
+    one (its two RBDNs run in sequence), else the first `RBDN`, else
+    `None`."""
+    from keras_rbdn.models.opponent_denoiser import OpponentDenoiser
+
+    for layer in model._flatten_layers(include_self=True):
+        if isinstance(layer, OpponentDenoiser):
+            return layer
+    return find_rbdn(model)
+
+
 def receptive_radius(network):
     """How far (in input pixels) an RBDN output pixel can see.
+
+    For an `OpponentDenoiser`, the sum of its two RBDNs' radii: the chroma
+    RBDN reads the luminance RBDN's output.
 
     Along the longest path: `conv1` and `deconv1` (K x K), the first pool
     and unpool (one pixel each), the trunk (D convolutions T x T, dilated,
@@ -345,11 +213,15 @@ def receptive_radius(network):
     tile's cut edges do not depend on the cut.
 
     Args:
-        network: An `RBDN`.
+        network: An `RBDN` or an `OpponentDenoiser`.
 
     Returns:
         The radius in pixels, an int.
     """
+    from keras_rbdn.models.opponent_denoiser import OpponentDenoiser
+
+    if isinstance(network, OpponentDenoiser):
+        return receptive_radius(network.luma) + receptive_radius(network.chroma)
     radius = network.kernel_size - 1  # conv1 and deconv1.
     radius += 2  # pool1 and unpool1 windows.
     radius += (
@@ -399,7 +271,7 @@ def predict_image(model, pixels, tile_size=1024, margin=None):
         pixels: float32 array `(height, width, channels)`.
         tile_size: int. Largest tile side. Defaults to `1024`.
         margin: int or `None`. Pixels of context beyond each tile's core;
-            `None` uses the receptive radius of the RBDN inside `model`,
+            `None` uses the receptive radius of the network inside `model`,
             rounded up to the pooling stride. Defaults to `None`.
 
     Returns:
@@ -411,7 +283,7 @@ def predict_image(model, pixels, tile_size=1024, margin=None):
             "`pixels` must be (height, width, channels). Received: shape "
             f"{pixels.shape}"
         )
-    network = find_rbdn(model)
+    network = find_network(model)
     stride = 2 ** (network.branches + 1) if network is not None else 1
     if margin is None:
         if network is None:

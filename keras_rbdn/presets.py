@@ -71,10 +71,13 @@ def available():
 
 
 def build_network(name):
-    """The untrained RBDN of a preset, as configured for training."""
+    """The untrained network of a preset, as configured for training."""
+    from keras_rbdn.models import OpponentDenoiser
     from keras_rbdn.models import build
 
     preset = _get_preset(name)
+    if preset.get("model") == "OpponentDenoiser":
+        return OpponentDenoiser(**preset["network"])
     return build(task=preset["task"], **preset["network"])
 
 
@@ -85,7 +88,8 @@ def load(name, network_only=False, task=None):
         name: str or path-like. A shipped model, `"denoise"`, `"relight"`,
             `"colorize_ycbcr"` or `"colorize_lab"` (weights inside the
             package, no download); or the path of a `.keras` file holding
-            an image model or a bare RBDN (then `task` says what it does).
+            an image model or a bare network, an RBDN or an
+            `OpponentDenoiser` (then `task` says what it does).
         network_only: bool. Return the bare RBDN instead of the image
             model. Defaults to `False`.
         task: str or `None`. For a `.keras` file holding a bare network:
@@ -121,9 +125,10 @@ def load(name, network_only=False, task=None):
         if not os.path.isfile(name):
             raise ValueError(f"{name}: no such model file")
         model = weights_files.load_model(name)
-        from keras_rbdn.models.rbdn import RBDN
+        from keras_rbdn.models import RBDN
+        from keras_rbdn.models import OpponentDenoiser
 
-        if isinstance(model, RBDN) and not network_only:
+        if isinstance(model, (RBDN, OpponentDenoiser)) and not network_only:
             return image_model(model, task or "denoise")
         return model
     raise ValueError(

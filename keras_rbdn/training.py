@@ -42,6 +42,7 @@ import numpy as np
 
 from keras_rbdn import presets
 from keras_rbdn import weights_files
+from keras_rbdn.inference import find_network
 from keras_rbdn.inference import rbdns_in
 
 CHECKPOINT_SUFFIX = ".weights.h5"
@@ -786,7 +787,13 @@ def recalibrate_batch_norm(model, batches):
 
 
 def _network_to_export(model):
-    """`model` if it is an RBDN, else the one RBDN inside it, else `model`."""
+    """`model` if it is an RBDN, else the one RBDN (or `OpponentDenoiser`)
+    inside it, else `model`."""
+    from keras_rbdn.models.opponent_denoiser import OpponentDenoiser
+
+    network = find_network(model)
+    if isinstance(network, OpponentDenoiser):
+        return network
     networks = list(rbdns_in(model))
     if len(networks) > 1:
         raise ValueError(

@@ -18,9 +18,11 @@ Sections (each only for the models given, shipped names or `.keras` files):
   on CBSD68, one table per noise protocol of `--protocols` (`float`: not
   clipped; `uint8`: clipped and rounded to 8 bits, as in a PNG). A gray
   model runs in the opponent color space for each `--ensemble` size, and
-  per channel (R, G, B) at ensemble 1 as the baseline; CBM3D measured live
-  with `--bm3d` (about 25 s an image, so on the first `--bm3d-limit`
-  images) and CBM3D / CDnCNN-B quoted from the DnCNN paper.
+  per channel (R, G, B) at ensemble 1 as the baseline; an RGB model
+  (such as an `OpponentDenoiser` `.keras` file) for each `--ensemble`
+  size; CBM3D measured live with `--bm3d` (about 25 s an image, so on the
+  first `--bm3d-limit` images) and CBM3D / CDnCNN-B quoted from the DnCNN
+  paper.
 - Relighting (`--relight`): PSNR / SSIM on the held-out Yale B subjects
   (the same seeded subject split as `train_relight.py`) against the
   identity baseline (the input face as it is).
@@ -171,13 +173,15 @@ def color_denoising_section(args):
     methods = {}
     for name in args.color_denoise:
         model = keras_rbdn.load(name)
+        gray = model.input_shape[-1] == 1
         for ensemble in args.ensemble:
-            label = f"{name}, opponent, ensemble {ensemble} (measured)"
+            space = ", opponent" if gray else ""
+            label = f"{name}{space}, ensemble {ensemble} (measured)"
             methods[label] = (
                 evaluation.model_denoiser(model, ensemble=ensemble),
                 args.limit,
             )
-        if model.input_shape[-1] == 1:
+        if gray:
             label = f"{name}, per channel, ensemble 1 (measured)"
             methods[label] = (
                 evaluation.model_denoiser(model, color_space="per_channel"),

@@ -14,11 +14,27 @@ On a machine without TensorFlow (a JAX GPU box), `--pipeline numpy` (the
 default there) feeds the crops from NumPy (`keras_rbdn.data.ImagePairLoader`).
 
 What it does: random crops (with flips and 90-degree rotations) of the gray
-training images, additive white Gaussian noise with a standard deviation
-drawn per image from U[sigma_min, sigma_max] (on the 0-255 scale; the
-paper's blind range [8, 50] by default), MSE between the network's output
+training images (with `--color`, RGB: see below), additive white Gaussian
+noise with a standard deviation drawn per image from U[sigma_min,
+sigma_max] (on the 0-255 scale; the paper's blind range [8, 50] by
+default), MSE between the network's output
 and the clean crop, Adam. The last images of the folder (in sorted order)
 are held out for validation with fixed noise draws at sigma 25.
+
+`--color` trains `keras_rbdn.models.OpponentDenoiser`, an RGB denoiser
+made of two RBDNs (on the opponent luminance, and on each chroma plane
+guided by the cleaned luminance), on a folder of color photos. It starts
+from a gray denoiser (`--init-weights`, by default the shipped `denoise`),
+where it computes the gray model plane by plane in the opponent space, and
+fine-tunes the chroma RBDN's convolutions; the luminance RBDN (with
+`--train-luma`, it too) and every batch normalization stay as they are,
+so the fine-tuning starts from the gray model's exact function:
+
+    KERAS_BACKEND=tensorflow python recipes/train_denoise.py \
+        ../shared/data/color/train --color --run-dir runs/denoise_color \
+        --sigma-min 5 --sigma-max 55 --crop 96 --batch-size 8 \
+        --learning-rate 1e-4 --recalibrate-batches 0 \
+        --precision mixed_bfloat16
 """
 
 import os
@@ -49,6 +65,17 @@ def parse_args(argv=None):
     parser.add_argument("--sigma-max", type=float, default=50.0)
     parser.add_argument("--validation-images", type=int, default=16)
     parser.add_argument(
+        "--color",
+        action="store_true",
+        help="train the RGB `OpponentDenoiser` from a gray denoiser "
+        "(--init-weights, default: the shipped `denoise`)",
+    )
+    parser.add_argument(
+        "--train-luma",
+        action="store_true",
+        help="with --color, fine-tune the luminance RBDN too",
+    )
+    parser.add_argument(
         "--pipeline",
         choices=("tf.data", "numpy"),
         default=(
@@ -58,7 +85,13 @@ def parse_args(argv=None):
         "rotations) or NumPy (crops and flips; no TensorFlow needed). "
         "Default: tf.data where TensorFlow is installed",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.color and args.pipeline == "numpy":
+        parser.error("--color needs --pipeline tf.data")
+    if args.color and args.init_weights is None:
+        args.init_weights = keras_rbdn.presets.weights_path("denoise")
+    args.channels = 3 if args.color else 1
+    return args
 
 
 # ## Data
@@ -68,14 +101,16 @@ def augment(image, crop):
     """Random crop, horizontal flip and 90-degree rotation."""
     import tensorflow as tf
 
-    image = tf.image.random_crop(image, [crop, crop, 1])
+    image = tf.image.random_crop(image, [crop, crop, image.shape[-1]])
     image = tf.image.random_flip_left_right(image)
     return tf.image.rot90(image, tf.random.uniform([], 0, 4, tf.int32))
 
 
 def make_datasets(args):
     files = keras_rbdn.inference.list_images(args.data_dir)
-    images = keras_rbdn.inference.read_folder(args.data_dir, mode="gray")
+    images = keras_rbdn.inference.read_folder(
+        args.data_dir, mode="rgb" if args.color else "gray"
+    )
     if len(images) <= args.validation_images:
         raise SystemExit(
             f"{args.data_dir}: {len(images)} images, need more than "
@@ -148,7 +183,9 @@ def tf_data_training_batches(train_images, crop, args):
     return (
         tf.data.Dataset.from_generator(
             lambda: iter(train_images),
-            output_signature=tf.TensorSpec((None, None, 1), tf.float32),
+            output_signature=tf.TensorSpec(
+                (None, None, args.channels), tf.float32
+            ),
         )
         .cache()
         .repeat()
@@ -169,12 +206,40 @@ def center_crop(image, size):
 # ## Model
 
 
+def build_color_network(args):
+    """The `OpponentDenoiser` from the gray `--init-weights`, to fine-tune."""
+    keras.config.set_dtype_policy(args.precision)
+    gray = keras_rbdn.build(
+        branches=args.branches,
+        filters=args.filters,
+        kernel_size=args.kernel_size,
+        trunk_depth=args.trunk_depth,
+        global_residual=True,
+    )
+    keras_rbdn.weights_files.load_weights(gray, args.init_weights)
+    network = keras_rbdn.models.OpponentDenoiser(
+        branches=args.branches,
+        filters=args.filters,
+        kernel_size=args.kernel_size,
+        trunk_depth=args.trunk_depth,
+    )
+    network.load_gray(gray)
+    network.luma.trainable = args.train_luma
+    for layer in network._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return network
+
+
 def make_build_model(args):
     def build_model():
-        network = common.build_network(args, "denoise")
+        if args.color:
+            network = build_color_network(args)
+        else:
+            network = common.build_network(args, "denoise")
         # Training model: clean image -> noisy image (random level per
         # image, identity outside training) -> network.
-        clean = keras.Input((None, None, 1), name="clean")
+        clean = keras.Input((None, None, args.channels), name="clean")
         noisy = keras_rbdn.layers.RandomGaussianNoise(
             sigma_range=(args.sigma_min, args.sigma_max), seed=args.seed
         )(clean)

@@ -67,6 +67,48 @@ class TrainingRecipesTest:
         network = keras_rbdn.build(branches=1, task="denoise", c=4, D=1)
         network.load_weights(exported)
 
+    def test_train_denoise_color_keeps_the_luminance_and_batch_norm(
+        self, tmp_path
+    ):
+        data = image_folder(tmp_path / "train", 6, (40, 36, 3))
+        gray = keras_rbdn.build(
+            branches=1, task="denoise", c=4, D=1, global_residual=True
+        )
+        start = str(tmp_path / "gray.weights.h5")
+        gray.save_weights(start)
+        exported = str(tmp_path / "denoise_color.weights.h5")
+        recipe("train_denoise").main(
+            [data, "--color", "--init-weights", start, "--crop", "16",
+             "--run-dir", str(tmp_path / "run"), *TINY,
+             "--learning-rate", "0.01", "--validation-images", "2",
+             "--recalibrate-batches", "0", "--export", exported]
+        )  # fmt: skip
+        model = keras_rbdn.models.OpponentDenoiser(
+            branches=1, filters=4, trunk_depth=1
+        )
+        keras_rbdn.weights_files.load_weights(model, exported)
+        for ours, theirs in zip(
+            model.luma.weights, gray.weights, strict=True
+        ):
+            np.testing.assert_array_equal(ours, theirs)
+        for layer in model.chroma.layers:
+            start_weights = gray.get_layer(layer.name).get_weights()
+            if isinstance(layer, keras.layers.BatchNormalization):
+                for ours, theirs in zip(
+                    layer.get_weights(), start_weights, strict=True
+                ):
+                    np.testing.assert_array_equal(ours, theirs)
+        # The chroma RBDN trained: its kernel on the luminance guide,
+        # zero at the start, is not any more.
+        kernel = model.chroma.get_layer("conv1").get_weights()[0]
+        assert np.abs(kernel[:, :, 1]).max() > 0
+
+    def test_train_denoise_color_needs_tf_data(self):
+        with pytest.raises(SystemExit):
+            recipe("train_denoise").parse_args(
+                ["data", "--color", "--pipeline", "numpy"]
+            )
+
     def test_train_denoise_numpy_pipeline_in_bfloat16(self, tmp_path):
         data = image_folder(tmp_path / "train", 6, (40, 36))
         run_dir = str(tmp_path / "run")

@@ -1,5 +1,6 @@
 from keras_rbdn.data.ab_prior import compute_ab_prior
 from keras_rbdn.data.ab_prior import load_ab_prior
+from keras_rbdn.data.files import decode_image
 from keras_rbdn.data.files import list_image_files
 from keras_rbdn.data.files import read_image
 from keras_rbdn.data.numpy_loader import ImagePairLoader

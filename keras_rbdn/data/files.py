@@ -1,14 +1,17 @@
-"""Image files: listing, reading and checking them, without TensorFlow.
+"""Image files: listing, reading and checking them.
 
-Shared by the tf.data pipeline and the NumPy loader, so that both see the
-same files, drop the same ones and convert colors the same way.
+`decode_image` is the one image file reader: the CLI and
+`keras_rbdn.inference` use it as `read_image`, the NumPy loader through
+`read_image` here (8 bits), and it decides which files the tf.data
+pipeline and the NumPy loader keep. TensorFlow is only imported for
+16-bit color PNGs, when it is installed.
 """
 
+import dataclasses
 import os
 import warnings
 
 import numpy as np
-from PIL import Image
 
 from keras_rbdn.checks import check_choice
 
@@ -29,6 +32,8 @@ IMAGE_EXTENSIONS = (
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 SMALL_IMAGE_POLICIES = ("pad", "skip")
 UNREADABLE_POLICIES = ("raise", "skip")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOR_CHANNELS = {1: "gray", 2: "gray + alpha", 3: "RGB", 4: "RGBA"}
 
 
 def list_image_files(source):
@@ -67,6 +72,161 @@ def list_image_files(source):
     return files
 
 
+class ImageError(ValueError):
+    """An image file that cannot be read or written; the message names it."""
+
+
+@dataclasses.dataclass
+class Image:
+    """Decoded image pixels and what is needed to write them back alike.
+
+    Args:
+        pixels: float32 array `(height, width, channels)` in [0, 1], with 1
+            (gray) or 3 (RGB) channels.
+        alpha: float32 array `(height, width)` in [0, 1], or `None`.
+        bit_depth: int. 8 or 16, the bits per channel of the file.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray = None
+    bit_depth: int = 8
+
+    @property
+    def channels(self):
+        return self.pixels.shape[-1]
+
+
+def _png_header(data):
+    """(bit depth, color type) from a PNG's IHDR chunk."""
+    return data[24], data[25]
+
+
+def _decode_png16_color(path, data):
+    """16-bit gray + alpha, RGB or RGBA PNG, which Pillow reads as 8 bits.
+
+    Needs TensorFlow's PNG decoder; without TensorFlow, `None` (Pillow
+    then reads the file's 8 most significant bits).
+    """
+    try:
+        import tensorflow as tf
+    except ModuleNotFoundError:
+        return None
+
+    try:
+        array = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except (tf.errors.InvalidArgumentError, ValueError) as error:
+        message = str(error).strip().splitlines()[0]
+        raise ImageError(f"{path}: not a readable PNG ({message})") from None
+    return array.astype("float32") / 65535.0, 16
+
+
+def _decode_pillow(path):
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(path) as image:
+            mode = image.mode
+            if mode == "P":
+                image = image.convert(
+                    "RGBA" if "transparency" in image.info else "RGB"
+                )
+            elif mode == "PA":
+                image = image.convert("RGBA")
+            elif mode == "1":
+                image = image.convert("L")
+            elif mode in ("I;16", "I;16B", "I;16L"):
+                array = np.asarray(image).astype("float32") / 65535.0
+                return array[..., None], 16
+            elif mode == "I" and image.format == "PNG":
+                # Pillow opens 16-bit gray PNGs as 32-bit "I".
+                array = np.asarray(image).astype("float32") / 65535.0
+                return array[..., None], 16
+            elif mode not in ("L", "LA", "RGB", "RGBA"):
+                raise ImageError(
+                    f"{path}: unsupported image mode {mode!r} (supported: "
+                    "gray, gray + alpha, RGB, RGBA; 8 or 16 bits)"
+                )
+            array = np.asarray(image).astype("float32") / 255.0
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, ImageError):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error) else ""
+        raise ImageError(f"{path}: cannot read image ({message})") from None
+    if array.ndim == 2:
+        array = array[..., None]
+    return array, 8
+
+
+def decode_image(path):
+    """Reads an image file as float32 pixels in [0, 1]: the one image reader.
+
+    Args:
+        path: str or path-like. A gray, gray + alpha, RGB or RGBA image;
+            PNG (8 or 16 bits), JPEG, BMP, TIFF or WebP.
+
+    Returns:
+        An `Image`: `pixels` `(height, width, 1 or 3)`, `alpha` or `None`,
+        and the file's `bit_depth`.
+
+    Raises:
+        ImageError: the file is missing, not an image, or of an unsupported
+            kind; the message is one line and starts with the path.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise ImageError(f"{path}: cannot open ({error.strerror})") from None
+    if not data:
+        raise ImageError(f"{path}: empty file")
+    if data.startswith(PNG_SIGNATURE) and len(data) < 26:
+        raise ImageError(f"{path}: truncated PNG")
+    if data.startswith(PNG_SIGNATURE) and _png_header(data) in (
+        (16, 2),
+        (16, 4),
+        (16, 6),
+    ):
+        decoded = _decode_png16_color(path, data)
+    else:
+        decoded = None
+    array, bit_depth = decoded or _decode_pillow(path)
+    channels = array.shape[-1]
+    if channels not in _COLOR_CHANNELS:
+        raise ImageError(f"{path}: unsupported channel count {channels}")
+    alpha = None
+    if channels in (2, 4):
+        alpha = array[..., -1]
+        array = array[..., :-1]
+    if min(array.shape[:2]) < 1:
+        raise ImageError(f"{path}: empty image {array.shape[:2]}")
+    return Image(
+        pixels=np.ascontiguousarray(array), alpha=alpha, bit_depth=bit_depth
+    )
+
+
+def to_channels(pixels, channels):
+    """Converts `(H, W, C)` pixels between gray (1) and RGB (3).
+
+    RGB to gray uses the ITU-R BT.601 luma weights; gray to RGB repeats the
+    channel.
+    """
+    if pixels.shape[-1] == channels:
+        return pixels
+    if pixels.shape[-1] == 3 and channels == 1:
+        weights = np.array(GRAY_WEIGHTS, dtype="float32")
+        return (pixels @ weights)[..., None].astype("float32")
+    if pixels.shape[-1] == 1 and channels == 3:
+        return np.repeat(pixels, 3, axis=-1)
+    raise ValueError(
+        "Only gray (1) and RGB (3) conversions are supported. Received: "
+        f"{pixels.shape[-1]} channels -> channels={channels}"
+    )
+
+
 def to_gray(rgb):
     """uint8 RGB `(..., 3)` -> uint8 gray `(..., 1)` with `GRAY_WEIGHTS`."""
     gray = np.asarray(rgb, "float32") @ np.asarray(GRAY_WEIGHTS, "float32")
@@ -76,28 +236,23 @@ def to_gray(rgb):
 def read_image(path, channels):
     """Reads an image file as uint8 `(height, width, channels)`.
 
-    Gray files read as RGB get three equal channels; RGB files read as gray
-    are converted with `GRAY_WEIGHTS`; alpha is dropped.
+    `decode_image`'s pixels rounded to 8 bits (16-bit files lose their
+    low byte), alpha dropped; gray files read as RGB get three equal
+    channels, RGB files read as gray are converted with `GRAY_WEIGHTS`.
 
     Raises:
-        ValueError: naming the file, if it cannot be decoded.
+        ImageError: naming the file, if it cannot be decoded.
     """
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"Cannot read image file {path!r}: {error}") from None
-    return rgb if channels == 3 else to_gray(rgb)
+    pixels = decode_image(path).pixels
+    image = np.round(pixels * 255.0).astype("uint8")
+    if image.shape[-1] == channels:
+        return image
+    return to_gray(image) if channels == 1 else np.repeat(image, 3, axis=-1)
 
 
 def image_size(path):
     """(height, width) of an image file, decoding it fully to check it."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.height, image.width
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"Cannot read image file {path!r}: {error}") from None
+    return decode_image(path).pixels.shape[:2]
 
 
 def check_files(files, crop_size, small_images="pad", unreadable="raise"):

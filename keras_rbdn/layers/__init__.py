@@ -4,7 +4,9 @@ from keras_rbdn.layers.ab_bins import ab_bin_centers
 from keras_rbdn.layers.ab_bins import num_ab_bins
 from keras_rbdn.layers.batch_norm import BatchNormalization
 from keras_rbdn.layers.color import LabToRGB
+from keras_rbdn.layers.color import OpponentPlanesToRGB
 from keras_rbdn.layers.color import RGBToLab
+from keras_rbdn.layers.color import RGBToOpponentPlanes
 from keras_rbdn.layers.color import RGBToYCbCr
 from keras_rbdn.layers.color import YCbCrToRGB
 from keras_rbdn.layers.conv import Conv2D

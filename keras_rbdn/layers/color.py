@@ -286,3 +286,52 @@ class LabToRGB(_ColorConversion):
 
     def call(self, inputs):
         return lab_to_rgb(inputs)
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class RGBToOpponentPlanes(_ColorConversion):
+    """Converts RGB to the opponent planes a gray model reads.
+
+    Y / sqrt(3) (the mean of R, G and B), U + 1/2 and V + 1/2, each about
+    in [0, 1] (see `rgb_to_opponent_planes`). White Gaussian noise of one
+    sigma on RGB is white on the planes: sigma / sqrt(3) on the first,
+    sigma on the other two.
+
+    Args:
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        `(..., 3)`: RGB in [0, 1].
+
+    Output shape:
+        `(..., 3)`: the luminance plane and the two chroma planes.
+
+    Example:
+
+    >>> planes = RGBToOpponentPlanes()(np.ones((1, 3), "float32"))
+    >>> np.round(ops.convert_to_numpy(planes), 4)
+    array([[1. , 0.5, 0.5]], dtype=float32)
+    """
+
+    def call(self, inputs):
+        return rgb_to_opponent_planes(inputs)
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class OpponentPlanesToRGB(_ColorConversion):
+    """Converts opponent planes back to RGB (not clipped).
+
+    The inverse of `RGBToOpponentPlanes`.
+
+    Args:
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        `(..., 3)`: the luminance plane and the two chroma planes.
+
+    Output shape:
+        `(..., 3)`: RGB.
+    """
+
+    def call(self, inputs):
+        return opponent_planes_to_rgb(inputs)

@@ -1,0 +1,150 @@
+"""`OpponentDenoiser`: an RGB denoiser made of two RBDNs."""
+
+import keras
+import numpy as np
+
+from keras_rbdn.layers.color import OpponentPlanesToRGB
+from keras_rbdn.layers.color import RGBToOpponentPlanes
+from keras_rbdn.models.rbdn import RBDN
+
+
+@keras.saving.register_keras_serializable(package="keras_rbdn")
+class OpponentDenoiser(keras.Model):
+    """RGB denoiser in the orthonormal opponent color space.
+
+    The image is rotated into the opponent planes (`RGBToOpponentPlanes`:
+    the luminance Y / sqrt(3) and the chroma planes U + 1/2, V + 1/2),
+    which keeps white Gaussian noise white. `luma`, a gray RBDN with a
+    global residual, cleans the luminance plane. `chroma`, an RBDN reading
+    two channels, a chroma plane and the cleaned luminance, predicts the
+    correction of that chroma plane; it runs on U and on V with the same
+    weights. The planes are rotated back to RGB (not clipped).
+
+    The luminance guides the chroma: color edges mostly follow luminance
+    edges, which are far less noisy. With `chroma`'s kernel on the
+    luminance channel of `conv1` set to zero and both RBDNs holding a gray
+    denoiser's weights (`from_gray`), the model computes exactly the gray
+    denoiser applied plane by plane in the opponent space
+    (`keras_rbdn.channels`), the start of its training.
+
+    Args:
+        branches: int. Branches of each RBDN. Defaults to `3`.
+        filters: int. Filters of each RBDN. Defaults to `64`.
+        kernel_size: int. Kernel of `conv1` and `deconv1`. Defaults to `9`.
+        trunk_depth: int. Trunk convolutions. Defaults to `9`.
+        name: str. Model name. Defaults to `"opponent_denoiser"`.
+        **kwargs: Other `keras.Model` arguments.
+
+    Input shape:
+        `(batch_size, height, width, 3)`: noisy RGB in [0, 1].
+
+    Output shape:
+        `(batch_size, height, width, 3)`: denoised RGB, float32.
+
+    Example:
+
+    >>> model = OpponentDenoiser(branches=1, filters=8)
+    >>> model.predict(np.random.rand(1, 32, 32, 3), verbose=0).shape
+    (1, 32, 32, 3)
+    """
+
+    def __init__(
+        self,
+        branches=3,
+        filters=64,
+        kernel_size=9,
+        trunk_depth=9,
+        name="opponent_denoiser",
+        **kwargs,
+    ):
+        architecture = {
+            "branches": branches,
+            "filters": filters,
+            "kernel_size": kernel_size,
+            "trunk_depth": trunk_depth,
+        }
+        luma = RBDN(**architecture, global_residual=True, name="luma")
+        chroma = RBDN(
+            **architecture, input_channels=2, output_channels=1, name="chroma"
+        )
+
+        # === Functional Model ===
+        inputs = keras.Input((None, None, 3), name="image")
+        # The rotations stay in float32 under a mixed precision policy.
+        planes = RGBToOpponentPlanes(dtype="float32", name="to_planes")(inputs)
+        clean_luma = luma(planes[..., 0:1])
+        clean_planes = [clean_luma]
+        for index, plane_name in ((1, "u"), (2, "v")):
+            plane = planes[..., index : index + 1]
+            guided = keras.layers.Concatenate(name=f"{plane_name}_guided")(
+                [plane, clean_luma]
+            )
+            correction = chroma(guided)
+            clean_planes.append(
+                keras.layers.Add(dtype="float32", name=f"{plane_name}_clean")(
+                    [plane, correction]
+                )
+            )
+        planes = keras.layers.Concatenate(dtype="float32", name="planes")(
+            clean_planes
+        )
+        outputs = OpponentPlanesToRGB(dtype="float32", name="to_rgb")(planes)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config ===
+        self.branches = branches
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.trunk_depth = trunk_depth
+
+    @property
+    def luma(self):
+        return self.get_layer("luma")
+
+    @property
+    def chroma(self):
+        return self.get_layer("chroma")
+
+    def load_gray(self, gray):
+        """Starts from a gray denoiser: the gray model plane by plane.
+
+        Args:
+            gray: A gray `RBDN` with a global residual and this model's
+                architecture (such as `keras_rbdn.load("denoise",
+                network_only=True)`).
+        """
+        if not (
+            isinstance(gray, RBDN)
+            and gray.input_channels == 1
+            and gray.output_channels == 1
+            and gray.global_residual
+        ):
+            raise ValueError(
+                "`gray` must be a gray RBDN with `global_residual=True`. "
+                f"Received: gray={gray!r}"
+            )
+        self.luma.set_weights(gray.get_weights())
+        for layer in self.chroma.layers:
+            weights = [
+                np.asarray(weight)
+                for weight in gray.get_layer(layer.name).weights
+            ]
+            if layer.name == "conv1":
+                # The luminance channel starts unused.
+                kernel = weights[0]
+                weights[0] = np.concatenate([kernel, np.zeros_like(kernel)], 2)
+            layer.set_weights(weights)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "branches": self.branches,
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "trunk_depth": self.trunk_depth,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
