@@ -7,8 +7,10 @@
     keras-rbdn export --model denoise --output savedmodels
 
 Images of any size are accepted (large ones go through overlapping tiles),
-gray, RGB or RGBA (alpha kept), 8 or 16 bits. A gray model denoises an RGB
-image in the opponent color space (`--color-space`), and the model is
+gray, RGB or RGBA (alpha kept), 8 or 16 bits. `denoise` runs the RGB
+denoiser `denoise_color` on RGB images where the install ships it; a gray
+model denoises an RGB image in the opponent color space (`--color-space`),
+and the model is
 averaged over 4 flips and rotations of each image unless `--ensemble`
 says otherwise. Outputs are written
 atomically and never replace an existing file without `--overwrite`; the
@@ -33,6 +35,10 @@ from keras_rbdn.training import PRECISIONS
 # the quality of 8 at half its time (the README's "Color photos" has the
 # measured trade-off).
 DEFAULT_ENSEMBLE = 4
+
+# The shipped RGB denoiser that `keras-rbdn denoise` runs on RGB images
+# when it is in this install (gray images go through `denoise`).
+RGB_DENOISER = "denoise_color"
 
 COMMANDS = {
     # command: (default model, default task, output suffix, help)
@@ -137,6 +143,14 @@ def _output_path(args, input_path, suffix):
     return os.path.join(directory, stem + suffix + extension)
 
 
+def _default_model(command, default_model, channels):
+    """The shipped model a command runs on an image of `channels`."""
+    rgb_denoiser = command == "denoise" and channels == 3
+    if rgb_denoiser and RGB_DENOISER in keras_rbdn.presets.available():
+        return RGB_DENOISER
+    return default_model
+
+
 def _run_images(args):
     from keras_rbdn import inference
 
@@ -162,12 +176,15 @@ def _run_images(args):
             )
         image = inference.read_image(input_path)
         jobs.append((input_path, output_path, image))
-    model = _load_model(
-        args, args.model or default_model, args.task or default_task
-    )
+    models = {}
     for input_path, output_path, image in jobs:
+        name = args.model or _default_model(
+            args.command, default_model, image.channels
+        )
+        if name not in models:
+            models[name] = _load_model(args, name, args.task or default_task)
         pixels = inference.apply_model(
-            model,
+            models[name],
             image.pixels,
             tile_size=args.tile_size,
             color_space=args.color_space,
@@ -248,9 +265,12 @@ def _parser():
             help=f"folder for the outputs (default: next to each input, "
             f"named <name>{suffix}.<ext>)",
         )
+        default = model
+        if command == "denoise":
+            default = f"{model}; {RGB_DENOISER} for RGB images if shipped"
         sub.add_argument(
             "--model",
-            help=f"shipped model name or .keras file (default: {model})",
+            help=f"shipped model name or .keras file (default: {default})",
         )
         sub.add_argument(
             "--task", help="task of a bare RBDN in a .keras --model file"

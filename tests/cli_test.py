@@ -275,6 +275,42 @@ class DenoiseCommandTest:
         assert calls[-1]["color_space"] == "opponent"
         assert calls[-1]["ensemble"] == cli.DEFAULT_ENSEMBLE
 
+    @pytest.mark.backend_independent
+    @pytest.mark.parametrize("rgb_denoiser_shipped", [True, False])
+    def test_rgb_images_get_the_rgb_denoiser_when_shipped(
+        self, tmp_path, model_file, monkeypatch, rgb_denoiser_shipped
+    ):
+        shipped = ["denoise"] + [cli.RGB_DENOISER] * rgb_denoiser_shipped
+        monkeypatch.setattr(keras_rbdn.presets, "available", lambda: shipped)
+        loaded = []
+
+        def load(args, name, task):
+            loaded.append(name)
+            return keras_rbdn.load(model_file)
+
+        monkeypatch.setattr(cli, "_load_model", load)
+        rng = np.random.default_rng(0)
+        inputs = []
+        for name, shape in [("a", (8, 8)), ("b", (8, 8, 3)), ("c", (8, 8))]:
+            inputs.append(str(tmp_path / f"{name}.png"))
+            Image.fromarray(rng.integers(0, 256, shape, "uint8")).save(
+                inputs[-1]
+            )
+        arguments = ["denoise", *inputs, "--output-dir", str(tmp_path / "o")]
+        assert cli.main(arguments + ["--ensemble", "1"]) == 0
+        # One load per model, in the order the images need them.
+        expected = (
+            ["denoise", cli.RGB_DENOISER]
+            if rgb_denoiser_shipped
+            else ["denoise"]
+        )
+        assert loaded == expected
+        # --model applies to every image.
+        loaded.clear()
+        arguments += ["--model", "denoise", "--overwrite", "--ensemble", "1"]
+        assert cli.main(arguments) == 0
+        assert loaded == ["denoise"]
+
     @pytest.mark.parametrize(
         "flag, value", [("--ensemble", "3"), ("--color-space", "lab")]
     )

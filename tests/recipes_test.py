@@ -103,6 +103,7 @@ class TrainingRecipesTest:
         kernel = model.chroma.get_layer("conv1").get_weights()[0]
         assert np.abs(kernel[:, :, 1]).max() > 0
 
+    @pytest.mark.backend_independent
     def test_train_denoise_color_needs_tf_data(self):
         with pytest.raises(SystemExit):
             recipe("train_denoise").parse_args(

@@ -84,11 +84,19 @@ def copy_folded_weights(source, target):
 
 
 def _fold_network(network):
+    """An RBDN or `OpponentDenoiser` rebuilt without batch norm, folded."""
+    from keras_rbdn.models.opponent_denoiser import OpponentDenoiser
+
     if not network.batch_norm:
         return network
     config = network.get_config()
     config["batch_norm"] = False
-    return copy_folded_weights(network, RBDN.from_config(config))
+    folded = network.__class__.from_config(config)
+    if isinstance(network, OpponentDenoiser):
+        copy_folded_weights(network.luma, folded.luma)
+        copy_folded_weights(network.chroma, folded.chroma)
+        return folded
+    return copy_folded_weights(network, folded)
 
 
 def fold_batch_norm(model):
@@ -112,9 +120,9 @@ def fold_batch_norm(model):
     of a percent of the pixels).
 
     Args:
-        model: An `RBDN`, or a functional Keras model that holds RBDNs as
-            layers (such as the image model of `keras_rbdn.load` or
-            `keras_rbdn.image_model`).
+        model: An `RBDN` or `OpponentDenoiser`, or a functional Keras
+            model that holds them as layers (such as the image model of
+            `keras_rbdn.load` or `keras_rbdn.image_model`).
 
     Returns:
         A new model whose RBDNs are built with `batch_norm=False` and
@@ -128,7 +136,10 @@ def fold_batch_norm(model):
     >>> fast.batch_norm
     False
     """
-    if isinstance(model, RBDN):
+    from keras_rbdn.models.opponent_denoiser import OpponentDenoiser
+
+    networks = (RBDN, OpponentDenoiser)
+    if isinstance(model, networks):
         return _fold_network(model)
     if not isinstance(model, keras.Model) or not hasattr(model, "inputs"):
         raise ValueError(
@@ -138,7 +149,7 @@ def fold_batch_norm(model):
     found = []
 
     def clone(layer):
-        if isinstance(layer, RBDN):
+        if isinstance(layer, networks):
             found.append(layer.name)
             return _fold_network(layer)
         return layer

@@ -32,6 +32,9 @@ class OpponentDenoiser(keras.Model):
         filters: int. Filters of each RBDN. Defaults to `64`.
         kernel_size: int. Kernel of `conv1` and `deconv1`. Defaults to `9`.
         trunk_depth: int. Trunk convolutions. Defaults to `9`.
+        batch_norm: bool. Whether the RBDNs normalize their convolutions'
+            outputs (`False`: the inference form of
+            `keras_rbdn.fold_batch_norm`). Defaults to `True`.
         name: str. Model name. Defaults to `"opponent_denoiser"`.
         **kwargs: Other `keras.Model` arguments.
 
@@ -54,6 +57,7 @@ class OpponentDenoiser(keras.Model):
         filters=64,
         kernel_size=9,
         trunk_depth=9,
+        batch_norm=True,
         name="opponent_denoiser",
         **kwargs,
     ):
@@ -62,6 +66,7 @@ class OpponentDenoiser(keras.Model):
             "filters": filters,
             "kernel_size": kernel_size,
             "trunk_depth": trunk_depth,
+            "batch_norm": batch_norm,
         }
         luma = RBDN(**architecture, global_residual=True, name="luma")
         chroma = RBDN(
@@ -96,6 +101,7 @@ class OpponentDenoiser(keras.Model):
         self.filters = filters
         self.kernel_size = kernel_size
         self.trunk_depth = trunk_depth
+        self.batch_norm = batch_norm
 
     @property
     def luma(self):
@@ -143,6 +149,7 @@ class OpponentDenoiser(keras.Model):
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "trunk_depth": self.trunk_depth,
+            "batch_norm": self.batch_norm,
         }
 
     @classmethod

@@ -114,3 +114,20 @@ def test_tiled_equals_whole_image():
     )
     assert tile_size < 260
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_fold_batch_norm_keeps_the_function():
+    model = OpponentDenoiser(**TINY)
+    model.load_gray(random_gray())
+    use_the_guide(model)
+    image_model = keras_rbdn.image_model(model, "denoise")
+    folded = keras_rbdn.fold_batch_norm(image_model)
+    folded_network = keras_rbdn.inference.find_network(folded)
+    assert isinstance(folded_network, OpponentDenoiser)
+    assert not folded_network.batch_norm
+    images = rgb_images()
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(folded(images)),
+        keras.ops.convert_to_numpy(image_model(images)),
+        atol=1e-4,
+    )
