@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import shutil
@@ -13,80 +12,14 @@ import pytest
 
 import keras_rbdn
 from keras_rbdn import training
+from tests import tiny_trainer
 
-# A tiny training run, shared by the killed process and the resumed one.
-TINY_TRAINER = '''
-import os
-import signal
-import sys
-
-import keras
-import numpy as np
-import tensorflow as tf
-
-import keras_rbdn
-import keras_rbdn
-from keras_rbdn import training
-
-STEPS = 3
+TRAINER = os.path.join(os.path.dirname(__file__), "tiny_trainer.py")
 
 
-def build_model():
-    model = keras_rbdn.build(branches=1, task="denoise", K=3, c=4, D=1)
-    model.compile(optimizer="adam", loss="mse")
-    return model
-
-
-def dataset():
-    rng = np.random.default_rng(0)
-    x = rng.random((4 * STEPS, 16, 16, 1), dtype="float32")
-    return tf.data.Dataset.from_tensor_slices((x, x)).batch(4).repeat()
-
-
-class KillAt(keras.callbacks.Callback):
-    """SIGKILLs this process in the middle of an epoch (no clean-up)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-        self.current = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch and batch == 1:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-def run(run_dir, epochs, kill_at_epoch=None, distribute=False):
-    keras.utils.set_random_seed(0)
-    callbacks = [] if kill_at_epoch is None else [KillAt(kill_at_epoch)]
-    return training.fit(
-        build_model,
-        dataset(),
-        epochs=epochs,
-        run_dir=run_dir,
-        validation_data=dataset().take(1),
-        steps_per_epoch=STEPS,
-        distribute=distribute,
-        callbacks=callbacks,
-        verbose=0,
-    )
-
-
-if __name__ == "__main__":
-    run(sys.argv[1], int(sys.argv[2]), kill_at_epoch=int(sys.argv[3]))
-'''
-
-
-def load_trainer(tmp_path):
-    path = tmp_path / "tiny_trainer.py"
-    path.write_text(TINY_TRAINER)
-    spec = importlib.util.spec_from_file_location("tiny_trainer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return path, module
+def load_trainer():
+    """The path and module of `tiny_trainer.py`."""
+    return TRAINER, tiny_trainer
 
 
 def environment(**extra):
@@ -102,7 +35,7 @@ def environment(**extra):
 def two_epoch_run(tmp_path_factory):
     """A tiny run trained for 2 epochs, shared by the tests that read it."""
     tmp_path = tmp_path_factory.mktemp("two_epochs")
-    _, trainer = load_trainer(tmp_path)
+    _, trainer = load_trainer()
     run_dir = str(tmp_path / "run")
     model, history = trainer.run(run_dir, epochs=2)
     return trainer, run_dir, model, history
@@ -170,7 +103,7 @@ class CheckpointTest:
 
     @pytest.mark.slow
     def test_killed_run_resumes_from_last_checkpoint(self, tmp_path):
-        path, trainer = load_trainer(tmp_path)
+        path, trainer = load_trainer()
         run_dir = str(tmp_path / "run")
         # Killed with SIGKILL in the middle of the third epoch.
         result = subprocess.run(
@@ -234,7 +167,7 @@ class TimeLimitTest:
         )
 
     def test_stops_on_a_checkpoint_and_the_next_run_continues(self, tmp_path):
-        _, trainer = load_trainer(tmp_path)
+        _, trainer = load_trainer()
         run_dir = str(tmp_path / "run")
         # Spent as soon as the first epoch ends: one epoch per run.
         _, history = self.run(trainer, run_dir, time_limit=1e-6)
@@ -245,7 +178,7 @@ class TimeLimitTest:
         assert training.latest_checkpoint(run_dir)[1] == 2
 
     def test_enough_time_trains_every_epoch(self, tmp_path):
-        _, trainer = load_trainer(tmp_path)
+        _, trainer = load_trainer()
         run_dir = str(tmp_path / "run")
         _, history = self.run(trainer, run_dir, time_limit=3600)
         assert len(history.history["loss"]) == 3
@@ -265,9 +198,8 @@ class DistributeTest:
         reason="data parallelism is for the JAX and TensorFlow backends",
     )
     def test_two_virtual_cpu_devices(self, tmp_path):
-        load_trainer(tmp_path)
         code = DISTRIBUTED_RUN.format(
-            directory=str(tmp_path), run_dir=str(tmp_path / "run")
+            directory=os.path.dirname(TRAINER), run_dir=str(tmp_path / "run")
         )
         result = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code)],
@@ -408,7 +340,7 @@ class SeveralMachinesSettingsTest:
 
     def fit_as_second_worker(self, tmp_path, monkeypatch, peer, **options):
         """`fit` as worker 1 of 2; the chief reports `peer(value)`."""
-        _, trainer = load_trainer(tmp_path)
+        _, trainer = load_trainer()
         monkeypatch.setattr(
             training,
             "_every_worker",
