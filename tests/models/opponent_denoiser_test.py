@@ -82,6 +82,16 @@ def test_keras_file_and_weights_round_trip(tmp_path):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(loaded(images)), expected, atol=1e-6
     )
+    # keras_rbdn.load wraps it into the image model: outputs clipped.
+    image_model = keras_rbdn.load(path)
+    assert isinstance(
+        keras_rbdn.inference.find_network(image_model), OpponentDenoiser
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(image_model(images)),
+        np.clip(expected, 0, 1),
+        atol=1e-6,
+    )
     weights = str(tmp_path / "model.weights.h5")
     keras_rbdn.presets.save_weights(model, weights)
     fresh = OpponentDenoiser(**TINY)
