@@ -4,10 +4,11 @@ Times `inference.apply_model` with the shipped `denoise` model on one
 481x321 photo (the first landscape CBSD68 image when `../shared/data` is
 there, else the bundled chelsea.png cropped) with noise of sigma 25, for
 gray input at ensemble 1 and 8 and for RGB input per channel and in the
-opponent color space at ensemble 1, 2, 4 and 8, timed in alternation in
-one process; then BM3D (`bm3d.bm3d`, gray) and CBM3D (`bm3d.bm3d_rgb`) on
-the same image, when the `bm3d` package is installed. Records Markdown
-under `benchmarks/results/`.
+opponent color space at ensemble 1, 2, 4 and 8, and with the shipped RGB
+model `denoise_color` (where it is shipped) at ensemble 1, 4 and 8, timed
+in alternation in one process; then BM3D (`bm3d.bm3d`, gray) and CBM3D
+(`bm3d.bm3d_rgb`) on the same image, when the `bm3d` package is installed.
+Records Markdown under `benchmarks/results/`.
 
 Run from the repository root:
 
@@ -31,14 +32,17 @@ from keras_rbdn import inference
 SIGMA = 25.0
 ROWS, COLUMNS = speed.BM3D_SHAPE
 OPTIONS = {
-    # label: (image channels, color space, ensemble)
-    "gray, ensemble 1": (1, "opponent", 1),
-    "gray, ensemble 8": (1, "opponent", 8),
-    "RGB per channel, ensemble 1": (3, "per_channel", 1),
-    "RGB opponent, ensemble 1": (3, "opponent", 1),
-    "RGB opponent, ensemble 2": (3, "opponent", 2),
-    "RGB opponent, ensemble 4": (3, "opponent", 4),
-    "RGB opponent, ensemble 8": (3, "opponent", 8),
+    # label: (shipped model, image channels, color space, ensemble)
+    "gray, ensemble 1": ("denoise", 1, "opponent", 1),
+    "gray, ensemble 8": ("denoise", 1, "opponent", 8),
+    "RGB per channel, ensemble 1": ("denoise", 3, "per_channel", 1),
+    "RGB opponent, ensemble 1": ("denoise", 3, "opponent", 1),
+    "RGB opponent, ensemble 2": ("denoise", 3, "opponent", 2),
+    "RGB opponent, ensemble 4": ("denoise", 3, "opponent", 4),
+    "RGB opponent, ensemble 8": ("denoise", 3, "opponent", 8),
+    "RGB `denoise_color`, ensemble 1": ("denoise_color", 3, None, 1),
+    "RGB `denoise_color`, ensemble 4": ("denoise_color", 3, None, 4),
+    "RGB `denoise_color`, ensemble 8": ("denoise_color", 3, None, 8),
 }
 
 
@@ -98,14 +102,24 @@ def main(argv=None):
     noisy_rgb = photo + rng.normal(scale=SIGMA / 255, size=photo.shape)
     noisy_rgb = noisy_rgb.astype("float32")
     noisy = {3: noisy_rgb, 1: inference.to_channels(noisy_rgb, 1)}
-    model = keras_rbdn.load("denoise")
-    functions = {
-        label: (
-            lambda c=channels, s=color_space, e=ensemble: inference.apply_model(
-                model, noisy[c], color_space=s, ensemble=e
-            )
+    options = {
+        label: option
+        for label, option in OPTIONS.items()
+        if option[0] in keras_rbdn.presets.available()
+    }
+    models = {name: keras_rbdn.load(name) for name, *_ in options.values()}
+
+    def run(name, channels, color_space, ensemble):
+        return inference.apply_model(
+            models[name],
+            noisy[channels],
+            color_space=color_space or "opponent",
+            ensemble=ensemble,
         )
-        for label, (channels, color_space, ensemble) in OPTIONS.items()
+
+    functions = {
+        label: (lambda option=option: run(*option))
+        for label, option in options.items()
     }
     seconds = speed.alternate(functions, args.warmup, args.repeats)
     medians = {
@@ -124,8 +138,9 @@ def main(argv=None):
         + " ".join(sys.argv[1:] if argv is None else argv)
         + "`",
         *speed.environment_lines(start),
-        f"- image: {source}, noise sigma {SIGMA:g}; model: shipped "
-        "`denoise` through `inference.apply_model`",
+        f"- image: {source}, noise sigma {SIGMA:g}; models: shipped "
+        f"{', '.join(f'`{name}`' for name in models)} through "
+        "`inference.apply_model`",
         f"- median of {args.repeats} calls each, options timed in "
         f"alternation; BM3D/CBM3D median of {args.bm3d_repeats}",
         f"- load average before: {load_before}; after: {speed.load_average()}",
@@ -134,7 +149,7 @@ def main(argv=None):
         "times faster than it |",
         "|---|---|---|---|",
     ]
-    for label, (channels, _, _) in OPTIONS.items():
+    for label, (_, channels, _, _) in options.items():
         reference = references[channels]
         if isinstance(reference, str):
             cells = f"{names[channels]}: {reference} | -"

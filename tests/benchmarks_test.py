@@ -26,6 +26,7 @@ import architecture_findings  # noqa: E402
 import architecture_study  # noqa: E402
 import conv_floor  # noqa: E402
 import conv_forms  # noqa: E402
+import denoise_options  # noqa: E402
 import dncnn  # noqa: E402
 import layer_profile  # noqa: E402
 import mixed_precision  # noqa: E402
@@ -609,3 +610,31 @@ def test_architecture_study_runs_through_the_recipe(tmp_path):
     report = (tmp_path / "study.md").read_text()
     assert "| merge | RBDN-3 linear (no merge) |" in report
     assert (tmp_path / "study.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_denoise_options_times_every_option_of_the_shipped_models(
+    tmp_path, monkeypatch
+):
+    # A small crop of the bundled chelsea.png instead of 481x321.
+    monkeypatch.setattr(denoise_options, "ROWS", 40)
+    monkeypatch.setattr(denoise_options, "COLUMNS", 56)
+    output = tmp_path / "options.md"
+    denoise_options.main(
+        ["--data", str(tmp_path / "none"), "--repeats", "1", "--warmup", "0",
+         "--no-bm3d", "--output", str(output)]
+    )  # fmt: skip
+    report = output.read_text()
+    assert "chelsea.png cropped" in report
+    rows = re.findall(
+        r"^\| (.+?) \| ([0-9.]+) \| (C?BM3D): skipped", report, re.M
+    )
+    shipped = keras_rbdn.presets.available()
+    expected = [
+        label
+        for label, (name, *_) in denoise_options.OPTIONS.items()
+        if name in shipped
+    ]
+    assert [label for label, _, _ in rows] == expected
+    assert all(float(seconds) > 0 for _, seconds, _ in rows)
