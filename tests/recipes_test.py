@@ -87,9 +87,7 @@ class TrainingRecipesTest:
             branches=1, filters=4, trunk_depth=1
         )
         keras_rbdn.weights_files.load_weights(model, exported)
-        for ours, theirs in zip(
-            model.luma.weights, gray.weights, strict=True
-        ):
+        for ours, theirs in zip(model.luma.weights, gray.weights, strict=True):
             np.testing.assert_array_equal(ours, theirs)
         for layer in model.chroma.layers:
             start_weights = gray.get_layer(layer.name).get_weights()
@@ -102,6 +100,29 @@ class TrainingRecipesTest:
         # zero at the start, is not any more.
         kernel = model.chroma.get_layer("conv1").get_weights()[0]
         assert np.abs(kernel[:, :, 1]).max() > 0
+
+    @pytest.mark.parametrize("train_luma", [False, True])
+    def test_train_denoise_color_trains_what_it_says(
+        self, tmp_path, train_luma
+    ):
+        gray = keras_rbdn.build(
+            branches=1, task="denoise", c=4, D=1, global_residual=True
+        )
+        start = str(tmp_path / "gray.weights.h5")
+        gray.save_weights(start)
+        module = recipe("train_denoise")
+        flags = ["data", "--color", *TINY, "--init-weights", start]
+        args = module.parse_args(flags + ["--train-luma"] * train_luma)
+        network = module.build_color_network(args)
+        trainable = {id(w) for w in network.trainable_weights}
+        assert all(
+            id(w) in trainable
+            for w in network.chroma.get_layer("conv1").weights
+        )
+        assert network.luma.trainable == train_luma
+        for layer in network._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                assert not any(id(w) in trainable for w in layer.weights)
 
     @pytest.mark.backend_independent
     def test_train_denoise_color_needs_tf_data(self):
