@@ -1,7 +1,8 @@
 """Trained models shipped inside the package, loaded without network access.
 
-Each preset names a task, the RBDN configuration it was trained with and
-its weights file in `keras_rbdn/weights/`. `load(name)` rebuilds the
+Each preset names a task, the network configuration it was trained with
+(an RBDN, or an `OpponentDenoiser` where it says `"model"`) and its
+weights file in `keras_rbdn/weights/`. `load(name)` rebuilds the
 network, loads the weights and wraps it into the end-to-end image model
 (`keras_rbdn.image_model`): float32 pixels in [0, 1] in, pixels out. How
 each was trained and how well it does is in `docs/results.md`.
@@ -24,6 +25,13 @@ PRESETS = {
             "global_residual": True,
         },
         "weights": "denoise.weights.h5",
+    },
+    "denoise_color": {
+        "task": "denoise",
+        "model": "OpponentDenoiser",
+        "description": "blind RGB denoising, sigma 5-55 (0-255 scale)",
+        "network": {"branches": 3, "filters": 64},
+        "weights": "denoise_color.weights.h5",
     },
     "relight": {
         "task": "relight",
@@ -85,9 +93,9 @@ def load(name, network_only=False, task=None):
     """Loads a shipped model by name, or a saved model from a file.
 
     Args:
-        name: str or path-like. A shipped model, `"denoise"`, `"relight"`,
-            `"colorize_ycbcr"` or `"colorize_lab"` (weights inside the
-            package, no download); or the path of a `.keras` file holding
+        name: str or path-like. A shipped model, `"denoise"`,
+            `"denoise_color"`, `"relight"`, `"colorize_ycbcr"` or
+            `"colorize_lab"` (weights inside the package, no download); or the path of a `.keras` file holding
             an image model or a bare network, an RBDN or an
             `OpponentDenoiser` (then `task` says what it does).
         network_only: bool. Return the bare RBDN instead of the image

@@ -10,9 +10,8 @@ input and the output:
 
 - `denoise.png`: crops of the bundled `camera.png` (gray) and
   `chelsea.png` (color) with white Gaussian noise of sigma 25, rounded to
-  8 bits like a real file, denoised by `keras_rbdn.load("denoise")` with a
-  4-fold self-ensemble (the command line's default). The gray model runs
-  on the color photo in the opponent color space.
+  8 bits like a real file, denoised as the command line does: by the gray
+  `denoise` and the RGB `denoise_color` with a 4-fold self-ensemble.
 - `colorize_ycbcr.png`, `colorize_lab.png`: the luminance of `chelsea.png`
   colorized by the two shipped colorizers.
 
@@ -99,13 +98,13 @@ def psnr(target, image):
 
 
 def denoise_rows(size):
-    model = keras_rbdn.load("denoise")
     cleans = [
-        crop(asset("camera.png", 1), size, 0.25, 0.5),
-        crop(asset("chelsea.png", 3), size, 0.5, 0.5),
+        ("denoise", crop(asset("camera.png", 1), size, 0.25, 0.5)),
+        ("denoise_color", crop(asset("chelsea.png", 3), size, 0.5, 0.5)),
     ]
     rows = []
-    for index, clean in enumerate(cleans):
+    for index, (name, clean) in enumerate(cleans):
+        model = keras_rbdn.load(name)
         noisy = evaluation.noisy_image(clean, SIGMA, 0, index, protocol="uint8")
         output = inference.apply_model(model, noisy, ensemble=ENSEMBLE)
         rows.append((noisy, output, clean))
