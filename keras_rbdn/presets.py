@@ -95,9 +95,10 @@ def load(name, network_only=False, task=None):
     Args:
         name: str or path-like. A shipped model, `"denoise"`,
             `"denoise_color"`, `"relight"`, `"colorize_ycbcr"` or
-            `"colorize_lab"` (weights inside the package, no download); or the path of a `.keras` file holding
-            an image model or a bare network, an RBDN or an
-            `OpponentDenoiser` (then `task` says what it does).
+            `"colorize_lab"` (weights inside the package, no download); or
+            the path of a `.keras` file holding an image model or a bare
+            network, an RBDN or an `OpponentDenoiser` (then `task` says
+            what it does).
         network_only: bool. Return the bare RBDN instead of the image
             model. Defaults to `False`.
         task: str or `None`. For a `.keras` file holding a bare network:

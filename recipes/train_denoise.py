@@ -32,9 +32,9 @@ so the fine-tuning starts from the gray model's exact function:
 
     KERAS_BACKEND=tensorflow python recipes/train_denoise.py \
         ../shared/data/color/train --color --run-dir runs/denoise_color \
-        --sigma-min 5 --sigma-max 55 --crop 96 --batch-size 8 \
-        --learning-rate 1e-4 --recalibrate-batches 0 \
-        --precision mixed_bfloat16
+        --sigma-min 5 --sigma-max 55 --crop 96 --batch-size 16 \
+        --steps-per-epoch 200 --epochs 46 --learning-rate 2e-4 \
+        --recalibrate-batches 0 --precision mixed_bfloat16
 """
 
 import os
@@ -90,6 +90,8 @@ def parse_args(argv=None):
         parser.error("--color needs --pipeline tf.data")
     if args.color and args.init_weights is None:
         args.init_weights = keras_rbdn.presets.weights_path("denoise")
+    # The gray denoiser an `OpponentDenoiser` starts from has one.
+    args.global_residual = args.global_residual or args.color
     args.channels = 3 if args.color else 1
     return args
 
@@ -208,15 +210,7 @@ def center_crop(image, size):
 
 def build_color_network(args):
     """The `OpponentDenoiser` from the gray `--init-weights`, to fine-tune."""
-    keras.config.set_dtype_policy(args.precision)
-    gray = keras_rbdn.build(
-        branches=args.branches,
-        filters=args.filters,
-        kernel_size=args.kernel_size,
-        trunk_depth=args.trunk_depth,
-        global_residual=True,
-    )
-    keras_rbdn.weights_files.load_weights(gray, args.init_weights)
+    gray = common.build_network(args, "denoise")
     network = keras_rbdn.models.OpponentDenoiser(
         branches=args.branches,
         filters=args.filters,

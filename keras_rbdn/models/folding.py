@@ -84,19 +84,18 @@ def copy_folded_weights(source, target):
 
 
 def _fold_network(network):
-    """An RBDN or `OpponentDenoiser` rebuilt without batch norm, folded."""
-    from keras_rbdn.models.opponent_denoiser import OpponentDenoiser
+    """An RBDN, or a model of RBDNs (an `OpponentDenoiser`), rebuilt
+    without batch norm, each RBDN's weights folded."""
+    from keras_rbdn.inference import rbdns_in
 
     if not network.batch_norm:
         return network
     config = network.get_config()
     config["batch_norm"] = False
     folded = network.__class__.from_config(config)
-    if isinstance(network, OpponentDenoiser):
-        copy_folded_weights(network.luma, folded.luma)
-        copy_folded_weights(network.chroma, folded.chroma)
-        return folded
-    return copy_folded_weights(network, folded)
+    for source, target in zip(rbdns_in(network), rbdns_in(folded), strict=True):
+        copy_folded_weights(source, target)
+    return folded
 
 
 def fold_batch_norm(model):

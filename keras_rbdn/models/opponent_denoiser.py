@@ -23,7 +23,7 @@ class OpponentDenoiser(keras.Model):
     The luminance guides the chroma: color edges mostly follow luminance
     edges, which are far less noisy. With `chroma`'s kernel on the
     luminance channel of `conv1` set to zero and both RBDNs holding a gray
-    denoiser's weights (`from_gray`), the model computes exactly the gray
+    denoiser's weights (`load_gray`), the model computes exactly the gray
     denoiser applied plane by plane in the opponent space
     (`keras_rbdn.channels`), the start of its training.
 

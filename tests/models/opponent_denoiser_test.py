@@ -31,6 +31,14 @@ def rgb_images(shape=(2, 24, 20, 3), seed=1):
     return np.random.default_rng(seed).random(shape).astype("float32")
 
 
+def use_the_guide(model):
+    """Gives the chroma RBDN a nonzero kernel on the luminance guide."""
+    conv1 = model.chroma.get_layer("conv1")
+    kernel, bias = conv1.get_weights()
+    kernel[:, :, 1] = 0.3
+    conv1.set_weights([kernel, bias])
+
+
 def test_from_gray_runs_the_gray_model_plane_by_plane():
     gray = random_gray()
     model = OpponentDenoiser(**TINY)
@@ -99,14 +107,6 @@ def test_keras_file_and_weights_round_trip(tmp_path):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(fresh(images)), expected, atol=1e-6
     )
-
-
-def use_the_guide(model):
-    """Gives the chroma RBDN a nonzero kernel on the luminance guide."""
-    conv1 = model.chroma.get_layer("conv1")
-    kernel, bias = conv1.get_weights()
-    kernel[:, :, 1] = 0.3
-    conv1.set_weights([kernel, bias])
 
 
 @pytest.mark.backend_independent  # The margin; the model runs everywhere.
