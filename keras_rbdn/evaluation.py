@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_rbdn import inference
 from keras_rbdn.checks import check_choice
+from keras_rbdn.layers.noise import quantize_8bit
 
 DENOISE_SETS = ("bsd68", "set12")
 DENOISE_SIGMAS = (15, 25, 50)
@@ -52,7 +53,7 @@ def noisy_image(clean, sigma, seed, index, protocol="float"):
     noise = rng.standard_normal(clean.shape).astype("float32")
     noisy = clean + noise * np.float32(sigma / 255.0)
     if protocol == "uint8":
-        noisy = np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / np.float32(255)
+        noisy = quantize_8bit(noisy)
     return noisy.astype("float32")
 
 

@@ -9,14 +9,16 @@ Sections (each only for the models given, shipped names or `.keras` files):
 
 - Denoising (`--denoise`, default the shipped `denoise`): PSNR / SSIM on
   BSD68 and Set12 at sigma 15, 25 and 50 (0-255 scale), with fixed noise
-  seeds so that every run sees the same noisy images, for each geometric
-  self-ensemble size of `--ensemble` (default 1), next to the noisy
-  input, BM3D measured live (`--bm3d`, needs `pip install bm3d`; about 5 s
-  an image) and the quoted reference rows (BM3D, DnCNN-B, DRUNet, the RBDN
-  paper), labelled as quoted.
+  seeds so that every run sees the same noisy images, one table per noise
+  protocol of `--protocols` (`float`: not clipped, the papers' protocol;
+  `uint8`: clipped and rounded to 8 bits, as in a PNG), for each
+  geometric self-ensemble size of `--ensemble` (default 1), next to the
+  noisy input, BM3D measured live (`--bm3d`, needs `pip install bm3d`;
+  about 5 s an image, so on the first `--bm3d-limit` images) and, under
+  the float protocol, the quoted reference rows (BM3D, DnCNN-B, DRUNet,
+  the RBDN paper), labelled as quoted.
 - Color denoising (`--color-denoise`, e.g. the gray `denoise`): the same
-  on CBSD68, one table per noise protocol of `--protocols` (`float`: not
-  clipped; `uint8`: clipped and rounded to 8 bits, as in a PNG). A gray
+  on CBSD68. A gray
   model runs in the opponent color space for each `--ensemble` size, and
   per channel (R, G, B) at ensemble 1 as the baseline; an RGB model
   (such as an `OpponentDenoiser` `.keras` file) for each `--ensemble`
@@ -64,7 +66,8 @@ def parse_args(argv=None):
         nargs="+",
         default=["float"],
         choices=evaluation.NOISE_PROTOCOLS,
-        help="noise protocols of the color denoising tables",
+        help="noise protocols of the denoising tables (float: not clipped; "
+        "uint8: clipped and rounded to 8 bits), one table each",
     )
     parser.add_argument("--relight", nargs="*", default=[])
     parser.add_argument("--colorize", nargs="*", default=[])
@@ -86,7 +89,8 @@ def parse_args(argv=None):
         "--bm3d-limit",
         type=int,
         default=None,
-        help="first N images for CBM3D (color), which is slow",
+        help="first N images of each set for BM3D and CBM3D, which are "
+        "slow",
     )
     parser.add_argument("--validation-subjects", type=float, default=0.2)
     parser.add_argument("--relight-seed", type=int, default=0)
@@ -143,6 +147,32 @@ def _measure(methods, folders, args, mode="gray", protocol="float"):
     return rows, timing
 
 
+def _bm3d_limit(args):
+    """How many images of each set BM3D / CBM3D run on (about 5 / 25 s
+    an image)."""
+    return min(args.bm3d_limit or 68, args.limit or 68)
+
+
+def _protocol_tables(methods, folders, args, mode, title, references):
+    """One denoising table per noise protocol of `--protocols`; quoted
+    `references` only under the papers' float protocol."""
+    sections = []
+    for protocol in args.protocols:
+        rows, timing = _measure(methods, folders, args, mode, protocol)
+        table = evaluation.denoising_table(
+            rows,
+            sets=tuple(folders),
+            sigmas=tuple(args.sigmas),
+            references=references if protocol == "float" else {},
+        )
+        sections.append(
+            f"## {title}, {protocol} noise, PSNR dB / SSIM)\n\nNoise seed "
+            f"{args.seed}; backend {keras.backend.backend()}; mean time per "
+            f"image: {timing}.\n\n{table}\n"
+        )
+    return "\n".join(sections)
+
+
 def denoising_section(args):
     methods = {}
     for name in args.denoise:
@@ -152,20 +182,22 @@ def denoising_section(args):
             label = f"{name}, ensemble {ensemble} (measured)"
             methods[label] = (denoise, args.limit)
     methods["noisy input (measured)"] = (None, args.limit)
+    bm3d_limit = _bm3d_limit(args)
     for label, bm3d in _bm3d_method(
-        args, "BM3D (bm3d package, measured)"
+        args, f"BM3D (bm3d package, first {bm3d_limit} images, measured)"
     ).items():
-        methods[label] = (bm3d, args.limit)
+        methods[label] = (bm3d, bm3d_limit)
     folders = {
         name: os.path.join(args.data, "denoise", name)
         for name in evaluation.DENOISE_SETS
     }
-    rows, timing = _measure(methods, folders, args)
-    table = evaluation.denoising_table(rows, sigmas=tuple(args.sigmas))
-    return (
-        "## Denoising (gray, PSNR dB / SSIM)\n\n"
-        f"Noise seed {args.seed}; backend {keras.backend.backend()}; mean "
-        f"time per image: {timing}.\n\n{table}\n"
+    return _protocol_tables(
+        methods,
+        folders,
+        args,
+        "gray",
+        "Denoising (gray",
+        evaluation.REFERENCE_DENOISING,
     )
 
 
@@ -188,31 +220,20 @@ def color_denoising_section(args):
                 args.limit,
             )
     methods["noisy input (measured)"] = (None, args.limit)
-    bm3d_limit = min(args.bm3d_limit or 68, args.limit or 68)
+    bm3d_limit = _bm3d_limit(args)
     for label, bm3d in _bm3d_method(
         args, f"CBM3D (bm3d package, first {bm3d_limit} images, measured)"
     ).items():
         methods[label] = (bm3d, bm3d_limit)
     folders = {"cbsd68": os.path.join(args.data, "color", "cbsd68")}
-    sections = []
-    for protocol in args.protocols:
-        rows, timing = _measure(methods, folders, args, "rgb", protocol)
-        references = (
-            evaluation.REFERENCE_COLOR_DENOISING if protocol == "float" else {}
-        )
-        table = evaluation.denoising_table(
-            rows,
-            sets=tuple(folders),
-            sigmas=tuple(args.sigmas),
-            references=references,
-        )
-        sections.append(
-            f"## Color denoising (CBSD68, {protocol} noise, PSNR dB / "
-            f"SSIM)\n\nNoise seed {args.seed}; backend "
-            f"{keras.backend.backend()}; mean time per image: {timing}."
-            f"\n\n{table}\n"
-        )
-    return "\n".join(sections)
+    return _protocol_tables(
+        methods,
+        folders,
+        args,
+        "rgb",
+        "Color denoising (CBSD68",
+        evaluation.REFERENCE_COLOR_DENOISING,
+    )
 
 
 def relighting_section(args):

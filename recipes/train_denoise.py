@@ -17,9 +17,11 @@ What it does: random crops (with flips and 90-degree rotations) of the gray
 training images (with `--color`, RGB: see below), additive white Gaussian
 noise with a standard deviation drawn per image from U[sigma_min,
 sigma_max] (on the 0-255 scale; the paper's blind range [8, 50] by
-default), MSE between the network's output
-and the clean crop, Adam. The last images of the folder (in sorted order)
-are held out for validation with fixed noise draws at sigma 25.
+default), left as it is or clipped and rounded to 8 bits as in a user's
+photo (`--noise-protocol float|uint8|mixed`), MSE between the network's
+output and the clean crop, Adam. The last images of the folder (in sorted order)
+are held out for validation with fixed noise draws at sigma 25 (under the
+same protocol).
 
 `--color` trains `keras_rbdn.models.OpponentDenoiser`, an RGB denoiser
 made of two RBDNs (on the opponent luminance, and on each chroma plane
@@ -63,6 +65,14 @@ def parse_args(argv=None):
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--sigma-min", type=float, default=8.0)
     parser.add_argument("--sigma-max", type=float, default=50.0)
+    parser.add_argument(
+        "--noise-protocol",
+        choices=tuple(keras_rbdn.layers.noise.NOISE_PROTOCOLS),
+        default="float",
+        help="float: noise not clipped (the papers'); uint8: the noisy "
+        "crops clipped to [0, 1] and rounded to 8 bits, as in a user's "
+        "photo; mixed: each crop either way with probability 1/2",
+    )
     parser.add_argument("--validation-images", type=int, default=16)
     parser.add_argument(
         "--color",
@@ -143,6 +153,12 @@ def make_datasets(args):
     noisy = clean + rng.standard_normal(clean.shape).astype("float32") * (
         25.0 / 255.0
     )
+    # As in training: with `uint8` every crop, with `mixed` every other
+    # one, clipped and rounded to 8 bits.
+    fraction = keras_rbdn.layers.noise.NOISE_PROTOCOLS[args.noise_protocol]
+    if fraction:
+        step = round(1 / fraction)
+        noisy[::step] = keras_rbdn.layers.noise.quantize_8bit(noisy[::step])
     return train, (noisy, clean)
 
 
@@ -235,7 +251,9 @@ def make_build_model(args):
         # image, identity outside training) -> network.
         clean = keras.Input((None, None, args.channels), name="clean")
         noisy = keras_rbdn.layers.RandomGaussianNoise(
-            sigma_range=(args.sigma_min, args.sigma_max), seed=args.seed
+            sigma_range=(args.sigma_min, args.sigma_max),
+            protocol=args.noise_protocol,
+            seed=args.seed,
         )(clean)
         model = keras.Model(clean, network(noisy), name="denoise_trainer")
         return common.compile_model(

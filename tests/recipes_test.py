@@ -298,6 +298,7 @@ class EvaluateRecipeTest:
         assert open(output).read() == text
         assert "BSD68 s=25" in text and "(quoted)" in text
         for protocol in ("float", "uint8"):
+            assert f"## Denoising (gray, {protocol} noise" in text
             assert f"## Color denoising (CBSD68, {protocol} noise" in text
         for method in ("opponent, ensemble 1", "opponent, ensemble 2",
                        "per channel, ensemble 1"):  # fmt: skip
@@ -305,6 +306,7 @@ class EvaluateRecipeTest:
         assert f"{denoiser}, ensemble 2 (measured) |" in text
         # CBSD68's published rows go with the float protocol only.
         assert text.count("| CDnCNN-B (published) | 31.23 |") == 1
+        assert text.count("| DnCNN-B, released weights (quoted) |") == 1
         assert "identity (input as it is)" in text
         assert "gray (no color)" in text
         # The gray baseline has no chroma.

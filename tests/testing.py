@@ -49,3 +49,16 @@ def run_in_fresh_process(code, timeout=300):
             f"Fresh process failed ({result.returncode}):\n{result.stderr}"
         )
     return result.stdout
+
+
+def uint8_noise_reference(clean, sigma, samples=200_000, seed=0):
+    """Mean and std of the 8-bit noise protocol on a constant pixel, in NumPy.
+
+    `clean` (in [0, 1]) plus Gaussian noise of `sigma` (0-255 scale),
+    clipped to [0, 255] and rounded to an integer level, as an 8-bit image
+    file holds it; returned on the [0, 1] scale.
+    """
+    rng = np.random.default_rng(seed)
+    levels = clean * 255.0 + sigma * rng.standard_normal(samples)
+    noisy = np.rint(np.minimum(np.maximum(levels, 0.0), 255.0)) / 255.0
+    return noisy.mean(), noisy.std()

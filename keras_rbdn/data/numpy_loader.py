@@ -9,6 +9,7 @@ from keras_rbdn.data.files import read_image
 from keras_rbdn.data.pipeline import check_pipeline_arguments
 from keras_rbdn.data.pipeline import image_channels
 from keras_rbdn.layers.noise import PIXEL_SCALE
+from keras_rbdn.layers.noise import check_noise_protocol
 from keras_rbdn.layers.noise import check_sigma_range
 from keras_rbdn.models.tasks import get_task
 
@@ -47,6 +48,9 @@ class ImagePairLoader(keras.utils.PyDataset):
         noise_sigma_range: tuple or `None`. Noise level range for
             `denoise`, 0-255 scale; `None` is the task's. Defaults to
             `None`.
+        noise_protocol: str. `"float"`, `"uint8"` or `"mixed"`: whether
+            noisy images are clipped to [0, 1] and rounded to 8 bits (see
+            `keras_rbdn.layers.noise`). Defaults to `"float"`.
         add_noise: bool. `False` makes `denoise` pairs without noise
             (clean input, clean target), for a model that adds the noise
             itself on the accelerator (`RandomGaussianNoise`, as the
@@ -81,6 +85,7 @@ class ImagePairLoader(keras.utils.PyDataset):
         seed=0,
         rerandomize_each_iteration=True,
         noise_sigma_range=None,
+        noise_protocol="float",
         add_noise=True,
         small_images="pad",
         unreadable="raise",
@@ -116,6 +121,7 @@ class ImagePairLoader(keras.utils.PyDataset):
             if noise_sigma_range is None or not add_noise
             else check_sigma_range(noise_sigma_range)
         )
+        self.uint8_fraction = check_noise_protocol(noise_protocol)
         self.batch_size = batch_size
         self.crop_size = crop_size
         self.shuffle = shuffle
@@ -187,19 +193,21 @@ class ImagePairLoader(keras.utils.PyDataset):
         images = [
             np.stack(column).astype("float32") / 255.0 for column in columns
         ]
-        noise = None
+        noise = rounded = None
         if self.noise_sigma_range is not None:
             low, high = self.noise_sigma_range
             sigma = rng.uniform(low, high, (len(chosen), 1, 1, 1))
             noise = (
                 sigma / PIXEL_SCALE * rng.standard_normal(images[0].shape)
             ).astype("float32")
+            if self.uint8_fraction > 0.0:
+                rounded = rng.uniform(size=sigma.shape) < self.uint8_fraction
         if self.spec.paired:
             source, clean = images
         else:
             source, clean = None, images[0]
         network_input, target = self.spec.make_pair(
-            clean, source=source, noise=noise, xp=np
+            clean, source=source, noise=noise, rounded=rounded, xp=np
         )
         return (
             np.asarray(network_input, "float32"),

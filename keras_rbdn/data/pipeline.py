@@ -11,6 +11,7 @@ from keras_rbdn.data.files import GRAY_WEIGHTS
 from keras_rbdn.data.files import check_files
 from keras_rbdn.data.files import list_image_files
 from keras_rbdn.layers.noise import PIXEL_SCALE
+from keras_rbdn.layers.noise import check_noise_protocol
 from keras_rbdn.layers.noise import check_sigma_range
 from keras_rbdn.models.tasks import get_task
 
@@ -194,6 +195,7 @@ def image_dataset(
     seed=0,
     rerandomize_each_iteration=True,
     noise_sigma_range=None,
+    noise_protocol="float",
     small_images="pad",
     unreadable="raise",
     drop_remainder=False,
@@ -255,6 +257,10 @@ def image_dataset(
         noise_sigma_range: tuple or `None`. For `denoise`: the noise level
             range on the 0-255 scale; `None` is the task's `(8, 50)`;
             `(25, 25)` gives a fixed level. Defaults to `None`.
+        noise_protocol: str. For `denoise`: `"float"` (noise not
+            clipped), `"uint8"` (noisy image clipped to [0, 1] and rounded
+            to 8 bits) or `"mixed"` (each image `"uint8"` with probability
+            1/2); see `keras_rbdn.layers.noise`. Defaults to `"float"`.
         small_images: str. `"pad"` or `"skip"`. Defaults to `"pad"`.
         unreadable: str. `"raise"` or `"skip"`. Defaults to `"raise"`.
         drop_remainder: bool. Drop the last incomplete batch. Defaults to
@@ -290,6 +296,7 @@ def image_dataset(
         )
     if noise_sigma_range is not None:
         noise_sigma_range = check_sigma_range(noise_sigma_range)
+    uint8_fraction = check_noise_protocol(noise_protocol)
     autotune = tf.data.AUTOTUNE
     paired = spec.paired
 
@@ -346,7 +353,7 @@ def image_dataset(
 
     def transform(images, random):
         images = [tf.cast(image, tf.float32) / 255.0 for image in images]
-        noise = None
+        noise = rounded = None
         if noise_sigma_range is not None:
             seed_pair = tf.stack([tf.constant(seed, tf.int64), random])
             sigma_seed, noise_seed = tf.unstack(
@@ -361,15 +368,25 @@ def image_dataset(
                 maxval=high / PIXEL_SCALE,
             )
             noise = sigma * _standard_normal(tf.shape(source), noise_seed)
+            if uint8_fraction > 0.0:
+                coins = tf.random.stateless_uniform(
+                    tf.shape(sigma),
+                    tf.random.experimental.stateless_fold_in(noise_seed, 1),
+                )
+                rounded = tf.less(coins, uint8_fraction)
         source, clean = (images[0], images[1]) if paired else (None, images[0])
-        return make_pair(clean, source, noise)
+        return make_pair(clean, source, noise, rounded)
 
     # XLA fuses the elementwise color conversions: twice the throughput of
     # the Lab pipeline on CPUs.
     @tf.function(jit_compile=True)
-    def make_pair(clean, source, noise):
+    def make_pair(clean, source, noise, rounded):
         return spec.make_pair(
-            clean, source=source, noise=noise, xp=tf.experimental.numpy
+            clean,
+            source=source,
+            noise=noise,
+            rounded=rounded,
+            xp=tf.experimental.numpy,
         )
 
     dataset = tf.data.Dataset.zip(

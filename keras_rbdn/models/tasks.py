@@ -32,6 +32,7 @@ from keras_rbdn.layers.color import lab_to_rgb
 from keras_rbdn.layers.color import rgb_to_lab
 from keras_rbdn.layers.color import rgb_to_ycbcr
 from keras_rbdn.layers.color import ycbcr_to_rgb
+from keras_rbdn.layers.noise import quantize_8bit
 from keras_rbdn.losses import RebalancedCrossEntropy
 
 ANNEALED_MEAN_TEMPERATURE = 0.38  # Zhang et al. 2016
@@ -125,7 +126,9 @@ class TaskSpec:
     to_target: Callable = _identity
     to_image: Callable = _clip_output
 
-    def make_pair(self, clean, source=None, noise=None, xp=np):
+    def make_pair(
+        self, clean, source=None, noise=None, rounded=None, xp=np
+    ):
         """Makes the (network input, target) training pair of a batch.
 
         Args:
@@ -136,6 +139,10 @@ class TaskSpec:
             noise: array or `None`. Noise added to the source before it is
                 converted to the network input (denoising: sigma times a
                 standard normal draw, see `noise_sigma_range`).
+            rounded: boolean array `(batch, 1, 1, 1)` or `None`. Which
+                noisy images are clipped to [0, 1] and rounded to 8 bits
+                (`keras_rbdn.layers.noise.quantize_8bit`): the `"uint8"`
+                noise protocol. `None` rounds none.
             xp: array namespace: `numpy`, `keras.ops` or
                 `tf.experimental.numpy`. Defaults to `numpy`.
 
@@ -145,6 +152,8 @@ class TaskSpec:
         source = clean if source is None else source
         if noise is not None:
             source = xp.add(source, noise)
+        if rounded is not None:
+            source = xp.where(rounded, quantize_8bit(source, xp=xp), source)
         return (
             self.to_network_input(source, xp=xp),
             self.to_target(clean, xp=xp),

@@ -8,6 +8,7 @@ import os
 
 import keras
 import numpy as np
+import PIL.Image
 import pytest
 import skimage.color
 
@@ -17,6 +18,7 @@ from keras_rbdn.data import image_dataset
 from tests.data.generated import SHARED_DATA
 from tests.data.generated import find_crop
 from tests.data.generated import write_images
+from tests.testing import uint8_noise_reference
 
 LOADERS = ["tf.data", "numpy"]
 
@@ -67,6 +69,33 @@ class PairsTest:
         )
         noisy, clean = result[0]
         np.testing.assert_allclose(np.std(noisy - clean) * 255, 25, rtol=0.03)
+
+    @pytest.mark.parametrize("protocol", ["uint8", "mixed"])
+    def test_uint8_noise_protocol(self, loader, tmp_path, protocol):
+        # Black images: the clipped and rounded noise of sigma 25 averages
+        # 0.039, the NumPy reference of the protocol.
+        for index in range(8):
+            path = os.path.join(str(tmp_path), f"black_{index}.png")
+            PIL.Image.new("L", (32, 32)).save(path)
+        (noisy, clean), *_ = batches(
+            loader,
+            str(tmp_path),
+            batch_size=8,
+            crop_size=32,
+            noise_sigma_range=(25, 25),
+            noise_protocol=protocol,
+        )
+        assert not clean.any()
+        noisy = noisy.reshape(8, -1)
+        rounded = np.all(np.abs(noisy * 255 - np.rint(noisy * 255)) < 1e-4, 1)
+        if protocol == "uint8":
+            assert rounded.all()
+            mean, std = uint8_noise_reference(0.0, 25)
+            assert abs(noisy.mean() - mean) < 4 * std / np.sqrt(noisy.size)
+        else:
+            # Each crop rounded with probability 1/2: not all, not none.
+            assert 0 < rounded.sum() < 8
+            assert noisy[~rounded].min() < 0 <= noisy[rounded].min()
 
     def test_rgb_denoising(self, loader, tmp_path):
         images = write_images(str(tmp_path), count=2, channels=3)

@@ -4,6 +4,7 @@ import pytest
 from keras import ops
 
 from keras_rbdn.layers import RandomGaussianNoise
+from tests.testing import uint8_noise_reference
 
 
 def noise_levels(layer, images):
@@ -71,12 +72,58 @@ class RandomGaussianNoiseTest:
             atol=1e-5,
         )
 
+    def test_uint8_protocol_rounds_without_noise(self):
+        images = np.random.default_rng(9).uniform(-0.2, 1.2, (2, 9, 9, 1))
+        images = images.astype("float32")
+        noisy = RandomGaussianNoise((0, 0), protocol="uint8", seed=9)(
+            images, training=True
+        )
+        expected = np.rint(np.clip(images * 255, 0, 255)) / 255
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(noisy), expected, atol=1e-7
+        )
+
+    @pytest.mark.parametrize("clean", [0.02, 0.5, 0.97])
+    def test_uint8_protocol_matches_numpy_reference(self, clean):
+        # Near black and white the clipped noise is biased: 0.02 + noise
+        # of sigma 25 averages 0.050, not 0.02.
+        images = np.full((8, 64, 64, 1), clean, "float32")
+        noisy = ops.convert_to_numpy(
+            RandomGaussianNoise((25, 25), protocol="uint8", seed=10)(
+                images, training=True
+            )
+        )
+        np.testing.assert_allclose(noisy * 255, np.rint(noisy * 255), atol=1e-4)
+        mean, std = uint8_noise_reference(clean, 25)
+        # 32768 samples: the mean within 4 standard errors.
+        assert abs(noisy.mean() - mean) < 4 * std / np.sqrt(noisy.size)
+        np.testing.assert_allclose(noisy.std(), std, rtol=0.03)
+
+    def test_mixed_protocol_rounds_about_half_the_images(self):
+        images = np.full((400, 8, 8, 1), 0.02, "float32")
+        noisy = ops.convert_to_numpy(
+            RandomGaussianNoise((25, 25), protocol="mixed", seed=11)(
+                images, training=True
+            )
+        ).reshape(400, -1)
+        rounded = np.all(np.abs(noisy * 255 - np.rint(noisy * 255)) < 1e-4, 1)
+        # Binomial(400, 1/2): within 4 standard deviations (0.1).
+        assert abs(rounded.mean() - 0.5) < 0.1
+        assert noisy[rounded].min() >= 0 and noisy[~rounded].min() < 0
+
     def test_config_round_trip(self):
-        layer = RandomGaussianNoise(sigma_range=(15, 25), seed=3, name="n")
+        layer = RandomGaussianNoise(
+            sigma_range=(15, 25), protocol="mixed", seed=3, name="n"
+        )
         config = layer.get_config()
         assert config["sigma_range"] == [15.0, 25.0] and config["seed"] == 3
         clone = RandomGaussianNoise.from_config(config)
         assert clone.sigma_range == (15.0, 25.0)
+        assert clone.protocol == "mixed"
+
+    def test_rejects_bad_protocol(self):
+        with pytest.raises(ValueError, match="protocol='int8'"):
+            RandomGaussianNoise(protocol="int8")
 
     @pytest.mark.parametrize("sigma_range", [(50, 8), (-1, 5), 25, "ab"])
     def test_rejects_bad_ranges(self, sigma_range):
