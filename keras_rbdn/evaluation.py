@@ -314,14 +314,20 @@ def evaluate_relighter(model, inputs, targets):
         targets: array of the same shape.
 
     Returns:
-        A dict with `psnr` and `ssim`.
+        A dict with the means `psnr` and `ssim`, and `pair_psnr`: the PSNR
+        of each pair, a float array.
     """
     scores = []
     for face, target in zip(inputs, targets, strict=True):
         output = face if model is None else inference.apply_model(model, face)
         scores.append(_psnr_ssim(target, output))
-    psnr, ssim = np.mean(scores, axis=0)
-    return {"psnr": float(psnr), "ssim": float(ssim)}
+    scores = np.asarray(scores, dtype="float64")
+    psnr, ssim = scores.mean(axis=0)
+    return {
+        "psnr": float(psnr),
+        "ssim": float(ssim),
+        "pair_psnr": scores[:, 0],
+    }
 
 
 def write_text(path, text, overwrite=True):

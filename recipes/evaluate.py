@@ -27,7 +27,9 @@ Sections (each only for the models given, shipped names or `.keras` files):
   paper.
 - Relighting (`--relight`): PSNR / SSIM on the held-out Yale B subjects
   (the same seeded subject split as `train_relight.py`) against the
-  identity baseline (the input face as it is).
+  identity baseline (the input face as it is); then per held-out subject,
+  the worst subject's gain, and the gain on the inputs lit within 15
+  degrees of frontal, with how many of them come out worse.
 - Colorization (`--colorize`): PSNR / SSIM against the originals, the AuC
   of the per-pixel ab-error curve (thresholds 0-150, Zhang et al. 2016)
   and the mean CIELAB chroma on CBSD68, against the gray baseline.
@@ -42,6 +44,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 import keras_rbdn  # noqa: E402
 from keras_rbdn import evaluation  # noqa: E402
@@ -236,6 +239,11 @@ def color_denoising_section(args):
     )
 
 
+# Inputs lit within this many degrees of frontal (azimuth and elevation):
+# already close to the target, they should not come out worse.
+NEAR_FRONTAL_DEGREES = 15
+
+
 def relighting_section(args):
     directory = os.path.join(args.data, "relight")
     subjects = keras_rbdn.data.list_relight_subjects(directory)
@@ -247,21 +255,64 @@ def relighting_section(args):
     )
     inputs, targets = keras_rbdn.data.load_relight_arrays(directory, held_out)
     inputs, targets = inputs[: args.limit], targets[: args.limit]
+    # The same pairs in the same order as the arrays.
+    pairs = keras_rbdn.data.list_relight_pairs(directory, held_out)
+    pairs = pairs[: len(inputs)]
+    pair_subjects = np.array([subject for subject, _, _ in pairs])
+    near_frontal = np.array(
+        [
+            max(map(abs, keras_rbdn.data.lighting_angles(path)))
+            <= NEAR_FRONTAL_DEGREES
+            for _, path, _ in pairs
+        ]
+    )
     lines = [
         "## Relighting (held-out Yale B subjects)\n",
         f"{len(inputs)} pairs of subjects {', '.join(held_out)}.\n",
         "| method | PSNR dB | SSIM |",
         "|---|---|---|",
     ]
+    identity = evaluation.evaluate_relighter(None, inputs, targets)
+    per_subject = [
+        "",
+        "Per held-out subject, PSNR dB (gain over the input); near-frontal: "
+        f"the {near_frontal.sum()} inputs lit within "
+        f"{NEAR_FRONTAL_DEGREES} degrees of frontal, with how many come out "
+        "worse than they went in.\n",
+        "| method | " + " | ".join(held_out) + " | worst gain | "
+        "near-frontal gain | near-frontal made worse |",
+        "|---|" + "---|" * (len(held_out) + 3),
+    ]
     for name in [None, *args.relight]:
-        model = None if name is None else keras_rbdn.load(name)
-        result = evaluation.evaluate_relighter(model, inputs, targets)
-        label = "identity (input as it is)" if name is None else name
+        if name is None:
+            result, label = identity, "identity (input as it is)"
+        else:
+            model = keras_rbdn.load(name)
+            result = evaluation.evaluate_relighter(model, inputs, targets)
+            label = name
         lines.append(
             f"| {label} | {result['psnr']:.2f} | {result['ssim']:.4f} |"
         )
         print(lines[-1])
-    return "\n".join(lines) + "\n"
+        if name is None:
+            continue
+        gain = result["pair_psnr"] - identity["pair_psnr"]
+        cells, gains = [], []
+        for subject in held_out:
+            own = pair_subjects == subject
+            gains.append(gain[own].mean())
+            cells.append(
+                f"{result['pair_psnr'][own].mean():.2f} ({gains[-1]:+.2f})"
+            )
+        frontal_gain = (
+            f"{gain[near_frontal].mean():+.2f}" if near_frontal.any() else "-"
+        )
+        per_subject.append(
+            f"| {label} | " + " | ".join(cells) + f" | {min(gains):+.2f} | "
+            f"{frontal_gain} | {int((gain[near_frontal] < 0).sum())} |"
+        )
+        print(per_subject[-1])
+    return "\n".join(lines + per_subject) + "\n"
 
 
 def colorization_section(args):

@@ -308,6 +308,14 @@ class EvaluateRecipeTest:
         assert text.count("| CDnCNN-B (published) | 31.23 |") == 1
         assert text.count("| DnCNN-B, released weights (quoted) |") == 1
         assert "identity (input as it is)" in text
+        # One held-out subject, two pairs: A+010E+00 is near-frontal.
+        assert "the 1 inputs lit within 15 degrees of frontal" in text
+        per_subject = next(
+            line for line in text.splitlines()
+            if line.startswith(f"| {denoiser} | ") and "dB" not in line
+            and line.count("|") == 6
+        )  # fmt: skip
+        assert per_subject.rstrip(" |").split(" | ")[-1] in ("0", "1")
         assert "gray (no color)" in text
         # The gray baseline has no chroma.
         assert "| gray (no color) |" in text

@@ -6,6 +6,7 @@ from keras_rbdn.data.files import read_image
 from keras_rbdn.data.numpy_loader import ImagePairLoader
 from keras_rbdn.data.pipeline import image_dataset
 from keras_rbdn.data.relight import CANONICAL_LIGHTING
+from keras_rbdn.data.relight import lighting_angles
 from keras_rbdn.data.relight import list_relight_pairs
 from keras_rbdn.data.relight import list_relight_subjects
 from keras_rbdn.data.relight import load_relight_arrays

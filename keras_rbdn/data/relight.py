@@ -83,6 +83,26 @@ def list_relight_pairs(directory, subjects=None, include_canonical=False):
     return pairs
 
 
+def lighting_angles(path):
+    """The light direction of a Yale B image, from its file name.
+
+    Args:
+        path: str. A `yaleBxx_P00A<azimuth>E<elevation>.png` file.
+
+    Returns:
+        `(azimuth, elevation)` in degrees, ints; `(0, 0)` is the canonical
+        lighting.
+    """
+    match = _IMAGE_PATTERN.match(os.path.basename(path))
+    if match is None:
+        raise ValueError(
+            "Not a Yale B image name (yaleBxx_P00A<azimuth>E<elevation>."
+            f"png). Received: path={path!r}"
+        )
+    lighting = match["lighting"]
+    return int(lighting[4:8]), int(lighting[9:])
+
+
 def split_relight_subjects(subjects, validation_subjects=0.2, seed=0):
     """Splits subjects into disjoint training and validation subjects.
 

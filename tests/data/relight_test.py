@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from keras_rbdn.data import CANONICAL_LIGHTING
+from keras_rbdn.data import lighting_angles
 from keras_rbdn.data import list_relight_pairs
 from keras_rbdn.data import list_relight_subjects
 from keras_rbdn.data import load_relight_arrays
@@ -173,3 +174,11 @@ class RealRelightDataTest:
         )
         assert inputs.shape == (2, 192, 168, 1)
         assert 0 <= inputs.min() and inputs.max() <= 1
+
+
+def test_lighting_angles_from_file_names():
+    path = "faces/yaleB02/yaleB02_P00A-035E+20.png"
+    assert lighting_angles(path) == (-35, 20)
+    assert lighting_angles("yaleB11_P00A+000E+00.png") == (0, 0)
+    with pytest.raises(ValueError, match="Not a Yale B image name"):
+        lighting_angles("yaleB02_ambient.png")
