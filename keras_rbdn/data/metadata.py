@@ -28,7 +28,8 @@ class Metadata:
 
     Args:
         format: str or `None`. Pillow's name of the file format (`"JPEG"`,
-            `"PNG"`, `"WEBP"`, `"TIFF"`, `"BMP"`, `"GIF"`).
+            `"MPO"` (a multi-picture JPEG), `"PNG"`, `"WEBP"`, `"TIFF"`,
+            `"BMP"`, `"GIF"`).
         exif: bytes or `None`. The EXIF block, starting with `Exif\\0\\0`,
             all tags as stored (the orientation tag included: pixels are
             read as stored, except that Pillow turns TIFF images upright,
@@ -113,7 +114,7 @@ def read_metadata(image, data):
     )
     if image_format == "PNG":
         metadata.text = dict(image.text) or None
-    elif image_format == "JPEG":
+    elif isinstance(image, JpegImagePlugin.JpegImageFile):  # MPO too.
         tables = image.quantization
         metadata.jpeg_qtables = [tables[key] for key in sorted(tables)] or None
         sampling = JpegImagePlugin.get_sampling(image)

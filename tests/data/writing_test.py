@@ -73,6 +73,22 @@ class JpegTest:
         assert written.quantization == source.quantization
         assert JpegImagePlugin.get_sampling(written) == 1
 
+    def test_multi_picture_jpeg_is_a_jpeg(self, tmp_path):
+        # Phones write MPO files: a JPEG and more pictures after it.
+        source = tmp_path / "phone.jpg"
+        first = Image.fromarray(pixels((40, 48, 3)))
+        exif = camera_exif().tobytes()
+        first.save(
+            source, "MPO", save_all=True, append_images=[first], exif=exif
+        )
+        assert Image.open(source).format == "MPO"
+        image = read_image(source)
+        output = tmp_path / "out.jpg"
+        write_image(output, image.pixels, like=image)
+        written = Image.open(output)
+        assert written.quantization == Image.open(source).quantization
+        assert tags(output) == (6, "Canon", {0x9003: DATE})
+
     def test_quality_replaces_the_tables(self, tmp_path, photo):
         image = read_image(photo)
         output = tmp_path / "out.jpg"
