@@ -7,7 +7,13 @@
     keras-rbdn export --model denoise --output savedmodels
 
 Images of any size are accepted (large ones go through overlapping tiles),
-gray, RGB or RGBA (alpha kept), 8 or 16 bits. `denoise` runs the RGB
+gray, RGB or RGBA (alpha kept), 8 or 16 bits. Outputs keep the input's
+metadata and encoding where their format holds them: EXIF (orientation
+included: pixels are processed as stored), ICC profile (not a gray one on
+the colorizers' RGB output), DPI, PNG text, JPEG quantization tables and
+subsampling (`--quality` sets a quality instead; 95 for other inputs),
+lossless WebP, TIFF compression and 16 bits (`keras_rbdn.data.writing`
+has the details per format). `denoise` runs the RGB
 denoiser `denoise_color` on RGB images where the install ships it; a gray
 model denoises an RGB image in the opponent color space (`--color-space`),
 and the model is
@@ -28,6 +34,7 @@ import keras
 
 import keras_rbdn
 from keras_rbdn.channels import COLOR_SPACES
+from keras_rbdn.data import writing
 from keras_rbdn.self_ensemble import ENSEMBLE_SIZES
 from keras_rbdn.training import PRECISIONS
 
@@ -39,6 +46,15 @@ DEFAULT_ENSEMBLE = 4
 # The shipped RGB denoiser that `keras-rbdn denoise` runs on RGB images
 # when it is in this install (gray images go through `denoise`).
 RGB_DENOISER = "denoise_color"
+
+# What the image commands' outputs keep, for their --help.
+KEPT = (
+    "Each output keeps its input's EXIF (orientation included: pixels are "
+    "processed as stored), ICC profile (a gray one is left off colorized "
+    "RGB), DPI, PNG text and encoding (JPEG quantization tables and "
+    "subsampling, lossless WebP, TIFF compression, 16 bits) where its "
+    "format holds them; the format is the output's extension."
+)
 
 COMMANDS = {
     # command: (default model, default task, output suffix, help)
@@ -133,6 +149,15 @@ def _add_color_space_flag(parser):
     )
 
 
+def _quality(text):
+    """`--quality`: an int from 1 to 100."""
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 1 to 100, not {text!r}"
+        )
+    return int(text)
+
+
 def _output_path(args, input_path, suffix):
     if args.output is not None:
         return args.output
@@ -174,6 +199,7 @@ def _run_images(args):
             raise inference.ImageError(
                 f"{output_path}: already exists (pass --overwrite)"
             )
+        writing.output_format(output_path)
         image = inference.read_image(input_path)
         jobs.append((input_path, output_path, image))
     models = {}
@@ -194,8 +220,9 @@ def _run_images(args):
             output_path,
             pixels,
             alpha=image.alpha,
-            bit_depth=image.bit_depth,
             overwrite=args.overwrite,
+            like=image,
+            quality=args.quality,
         )
         print(f"{input_path} -> {output_path}")
     return 0
@@ -254,7 +281,11 @@ def _parser():
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for command, (model, _, suffix, help_text) in COMMANDS.items():
-        sub = commands.add_parser(command, help=help_text)
+        sub = commands.add_parser(
+            command,
+            help=help_text,
+            description=f"{help_text.capitalize()}. {KEPT}",
+        )
         sub.add_argument("inputs", nargs="+", help="input image files")
         target = sub.add_mutually_exclusive_group()
         target.add_argument(
@@ -276,6 +307,14 @@ def _parser():
             "--task", help="task of a bare RBDN in a .keras --model file"
         )
         sub.add_argument("--tile-size", type=int, default=1024)
+        sub.add_argument(
+            "--quality",
+            type=_quality,
+            metavar="1-100",
+            help="JPEG and WebP quality (default: a JPEG input's own "
+            f"quantization tables, a lossless input lossless, else "
+            f"{writing.DEFAULT_QUALITY})",
+        )
         _add_ensemble_flag(sub, DEFAULT_ENSEMBLE)
         _add_color_space_flag(sub)
         _add_fold_flag(sub, "inference")

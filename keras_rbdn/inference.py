@@ -1,14 +1,17 @@
 """Image files in, image files out: I/O and any-size, tiled inference.
 
 Reading (`read_image`) accepts gray, gray + alpha, RGB and RGBA images, 8
-or 16 bits per channel (16-bit PNG included, read exactly), and returns
-float32 pixels in [0, 1] with the alpha channel kept aside so that it can
-be written back unchanged. Anything else raises an `ImageError` whose
+or 16 bits per channel (16-bit PNG and TIFF included, read exactly), and
+returns float32 pixels in [0, 1] with the alpha channel kept aside so that
+it can be written back unchanged, and the file's metadata (EXIF, ICC
+profile, DPI, encoding). Anything else raises an `ImageError` whose
 one-line message names the file.
 
-Writing (`write_image`) goes to a temporary file in the destination folder
-that is then renamed into place, so a reader never sees a partial image,
-and refuses to replace an existing file unless asked to.
+Writing (`write_image`, `keras_rbdn.data.writing`) with `like=image`
+keeps that metadata and encoding; it goes to a temporary file in the
+destination folder that is then renamed into place, so a reader never
+sees a partial image, and refuses to replace an existing file unless
+asked to.
 
 Inference (`predict_image`) runs a model on an image of any size. Images
 larger than `tile_size` go through overlapping tiles: each tile reaches
@@ -20,7 +23,6 @@ the tile size.
 """
 
 import os
-import tempfile
 
 import numpy as np
 
@@ -29,16 +31,7 @@ from keras_rbdn.data.files import Image  # noqa: F401
 from keras_rbdn.data.files import ImageError
 from keras_rbdn.data.files import decode_image as read_image  # noqa: F401
 from keras_rbdn.data.files import to_channels
-
-_FORMATS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".bmp": "BMP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".webp": "WEBP",
-}
+from keras_rbdn.data.writing import write_image  # noqa: F401
 
 
 def list_images(directory):
@@ -78,91 +71,6 @@ def read_folder(directory, mode="gray"):
             pixels = to_channels(pixels, 1 if mode == "gray" else 3)
         images.append(pixels)
     return images
-
-
-def _encode(path, array, bit_depth):
-    """Encodes `(H, W, C)` [0, 1] pixels for `path`'s extension; bytes."""
-    import io
-
-    from PIL import Image as PILImage
-
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in _FORMATS:
-        raise ImageError(
-            f"{path}: unsupported output extension {extension!r} (use one "
-            f"of {', '.join(_FORMATS)})"
-        )
-    image_format = _FORMATS[extension]
-    if bit_depth == 16 and image_format == "PNG":
-        quantized = np.round(np.clip(array, 0, 1) * 65535.0).astype("uint16")
-        if quantized.shape[-1] != 1:
-            import tensorflow as tf
-
-            return tf.io.encode_png(quantized).numpy()
-        image = PILImage.fromarray(quantized[..., 0])
-    else:
-        quantized = np.round(np.clip(array, 0, 1) * 255.0).astype("uint8")
-        if image_format == "JPEG" and quantized.shape[-1] in (2, 4):
-            quantized = quantized[..., :-1]  # JPEG has no alpha.
-        if quantized.shape[-1] == 1:
-            quantized = quantized[..., 0]
-        image = PILImage.fromarray(quantized)
-    buffer = io.BytesIO()
-    image.save(buffer, format=image_format)
-    return buffer.getvalue()
-
-
-def write_image(path, pixels, alpha=None, bit_depth=8, overwrite=False):
-    """Writes float32 [0, 1] pixels to an image file, atomically.
-
-    The image is encoded to a temporary file in the destination folder,
-    which is then renamed to `path`: other processes see the old file or
-    the complete new one, never a partial write.
-
-    Args:
-        path: str or path-like. Destination; the extension picks the
-            format (PNG keeps 16 bits and alpha; JPEG drops alpha).
-        pixels: array `(height, width)` or `(height, width, 1 or 3)`;
-            values are clipped to [0, 1].
-        alpha: array `(height, width)` in [0, 1], or `None`. Defaults to
-            `None`.
-        bit_depth: int. 8 or 16 (16 only for PNG). Defaults to `8`.
-        overwrite: bool. Whether to replace an existing file. Defaults to
-            `False`.
-
-    Raises:
-        ImageError: `path` exists and `overwrite` is `False`, or it cannot
-            be written.
-    """
-    path = os.fspath(path)
-    if bit_depth not in (8, 16):
-        raise ValueError(f"`bit_depth` must be 8 or 16. Received: {bit_depth}")
-    if os.path.exists(path) and not overwrite:
-        raise ImageError(f"{path}: already exists (pass --overwrite)")
-    array = np.asarray(pixels, dtype="float32")
-    if array.ndim == 2:
-        array = array[..., None]
-    if alpha is not None:
-        array = np.concatenate([array, np.asarray(alpha)[..., None]], -1)
-    data = _encode(path, array, bit_depth)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        descriptor, partial = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.",
-            suffix=".partial",
-            dir=directory,
-        )
-    except OSError as error:
-        raise ImageError(f"{path}: cannot write ({error.strerror})") from None
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
 
 
 # Inference on images of any size.

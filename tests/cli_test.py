@@ -1,4 +1,5 @@
 import hashlib
+import io
 import os
 import re
 import subprocess
@@ -8,9 +9,13 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from PIL import ImageCms
+from PIL import JpegImagePlugin
 
 import keras_rbdn
 from keras_rbdn import cli
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 @pytest.fixture
@@ -135,6 +140,39 @@ class DenoiseCommandTest:
         assert status == 1
         assert "no such model file" in capsys.readouterr().err
 
+    def test_jpeg_photo_keeps_exif_profile_and_encoding(
+        self, tmp_path, model_file
+    ):
+        source = tmp_path / "photo.jpg"
+        exif = Image.Exif()
+        exif[0x0112], exif[0x010F] = 6, "Canon"  # Orientation, Make.
+        pixels = np.random.default_rng(2).integers(0, 256, (40, 48, 3))
+        Image.fromarray(pixels.astype("uint8")).save(
+            source,
+            quality=85,
+            subsampling=2,
+            exif=exif.tobytes(),
+            icc_profile=SRGB,
+            dpi=(240, 240),
+        )
+        output = tmp_path / "clean.jpg"
+        arguments = ["denoise", str(source), "-o", str(output)]
+        arguments += ["--model", model_file, "--ensemble", "1"]
+        assert cli.main(arguments) == 0
+        original, written = Image.open(source), Image.open(output)
+        assert written.size == (48, 40)  # As stored: the tag turns it.
+        assert written.info["exif"] == original.info["exif"]
+        assert written.info["icc_profile"] == SRGB
+        assert written.info["dpi"] == (240, 240)
+        assert written.quantization == original.quantization
+        assert JpegImagePlugin.get_sampling(written) == 2
+        assert cli.main(arguments + ["--quality", "70", "--overwrite"]) == 0
+        reference = io.BytesIO()
+        original.save(reference, "JPEG", quality=70)
+        written = Image.open(output)
+        assert written.quantization == Image.open(reference).quantization
+        assert written.info["exif"] == original.info["exif"]
+
     def test_16_bit_gray_stays_16_bit(self, tmp_path, model_file):
         pixels = np.random.default_rng(1).integers(0, 65536, (11, 8), "uint16")
         source = tmp_path / "scan.png"
@@ -186,6 +224,25 @@ class DenoiseCommandTest:
         status = cli.main(["denoise", "a.png", "b.png", "-o", "c.png"])
         assert status == 1
         assert "--output-dir" in capsys.readouterr().err
+
+    @pytest.mark.backend_independent
+    def test_output_extension_is_checked_before_the_model_loads(
+        self, tmp_path, capsys
+    ):
+        source = tmp_path / "a.png"
+        Image.fromarray(np.zeros((8, 8), "uint8")).save(source)
+        output = str(tmp_path / "a.xyz")
+        arguments = ["denoise", str(source), "-o", output, "--model", "nope"]
+        assert cli.main(arguments) == 1
+        error = capsys.readouterr().err
+        assert f"{output}: unsupported output extension '.xyz'" in error
+
+    @pytest.mark.backend_independent
+    @pytest.mark.parametrize("value", ["0", "101", "high"])
+    def test_quality_out_of_range_is_refused(self, value, capsys):
+        with pytest.raises(SystemExit):
+            cli.main(["denoise", "a.jpg", "--quality", value])
+        assert f"from 1 to 100, not '{value}'" in capsys.readouterr().err
 
     @pytest.mark.backend_independent
     def test_unknown_model_name(self, tmp_path, capsys):
@@ -319,6 +376,38 @@ class DenoiseCommandTest:
             cli.main(["denoise", "a.png", flag, value])
         error = capsys.readouterr().err
         assert re.search(f"invalid choice: '?{value}'?", error), error
+
+
+class ColorizeCommandTest:
+    def test_gray_lossless_webp_gives_lossless_rgb_without_gray_profile(
+        self, tmp_path
+    ):
+        network = keras_rbdn.build(
+            branches=1, task="colorize_ycbcr", K=3, c=4, D=1
+        )
+        model_file = tmp_path / "colorizer.keras"
+        network.save(model_file)
+        source = tmp_path / "old.webp"
+        exif = Image.Exif()
+        exif[0x010F] = "Kodak"
+        gray = np.random.default_rng(3).integers(0, 256, (40, 48), "uint8")
+        # A profile whose header names the gray color space.
+        gray_profile = SRGB[:16] + b"GRAY" + SRGB[20:]
+        Image.fromarray(gray).save(
+            source,
+            lossless=True,
+            exif=exif.tobytes(),
+            icc_profile=gray_profile,
+        )
+        output = tmp_path / "color.webp"
+        arguments = ["colorize", str(source), "-o", str(output)]
+        arguments += ["--model", str(model_file), "--task", "colorize_ycbcr"]
+        assert cli.main(arguments + ["--ensemble", "1"]) == 0
+        written = Image.open(output)
+        assert written.mode == "RGB" and written.size == (48, 40)
+        assert b"VP8L" in output.read_bytes()
+        assert written.getexif()[0x010F] == "Kodak"
+        assert "icc_profile" not in written.info
 
 
 class ExportCommandTest:

@@ -3,17 +3,20 @@
 `decode_image` is the one image file reader: the CLI and
 `keras_rbdn.inference` use it as `read_image`, the NumPy loader through
 `read_image` here (8 bits), and it decides which files the tf.data
-pipeline and the NumPy loader keep. TensorFlow is only imported for
-16-bit color PNGs, when it is installed.
+pipeline and the NumPy loader keep. Pillow decodes, except 16-bit color
+PNGs (TensorFlow) and TIFFs (`tifffile`), when those are installed.
 """
 
 import dataclasses
+import io
 import os
 import warnings
 
 import numpy as np
 
 from keras_rbdn.checks import check_choice
+from keras_rbdn.data.metadata import Metadata
+from keras_rbdn.data.metadata import read_metadata
 
 # File name extensions of the images that folders are listed for, here
 # and in `keras_rbdn.inference`.
@@ -33,6 +36,7 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 SMALL_IMAGE_POLICIES = ("pad", "skip")
 UNREADABLE_POLICIES = ("raise", "skip")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
 _COLOR_CHANNELS = {1: "gray", 2: "gray + alpha", 3: "RGB", 4: "RGBA"}
 
 
@@ -85,15 +89,22 @@ class Image:
             (gray) or 3 (RGB) channels.
         alpha: float32 array `(height, width)` in [0, 1], or `None`.
         bit_depth: int. 8 or 16, the bits per channel of the file.
+        metadata: `Metadata` or `None`. The file's metadata and encoding,
+            which `write_image(..., like=image)` keeps.
     """
 
     pixels: np.ndarray
     alpha: np.ndarray = None
     bit_depth: int = 8
+    metadata: Metadata = None
 
     @property
     def channels(self):
         return self.pixels.shape[-1]
+
+
+# (bit depth, color type) of 16-bit gray + alpha, RGB and RGBA PNGs.
+_PNG16_COLOR = ((16, 2), (16, 4), (16, 6))
 
 
 def _png_header(data):
@@ -120,44 +131,98 @@ def _decode_png16_color(path, data):
     return array.astype("float32") / 65535.0, 16
 
 
-def _decode_pillow(path):
+def _decode_tiff16_color(path, data):
+    """16-bit gray + alpha, RGB or RGBA TIFF, which Pillow reads as 8 bits
+    (or, gray + alpha, not at all).
+
+    Needs `tifffile`; without it, `None`. Pixels are read as stored.
+    """
+    try:
+        import tifffile
+    except ModuleNotFoundError:
+        return None
+    with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        page = tiff.pages[0]
+        array = page.asarray()
+        if page.axes.startswith("S"):  # Planar: one plane per channel.
+            array = np.moveaxis(array, 0, -1)
+    if array.dtype != np.uint16 or array.ndim != 3:
+        raise ImageError(
+            f"{path}: unsupported TIFF of {array.dtype} {array.shape}"
+        )
+    return array.astype("float32") / 65535.0, 16
+
+
+def _wide_decoder(image, data):
+    """The decoder of a 16-bit color file that Pillow reads as 8 bits, or
+    `None` for a file Pillow reads fully."""
+    if image.format == "PNG" and _png_header(data) in _PNG16_COLOR:
+        return _decode_png16_color
+    if (
+        image.format == "TIFF"
+        and not image.mode.startswith("I")
+        and np.max(image.tag_v2.get(258, 8)) == 16
+    ):
+        return _decode_tiff16_color
+    return None
+
+
+def _pillow_pixels(path, image):
+    """(pixels, bit depth) of an image opened with Pillow; loads it."""
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode in ("I;16", "I;16B", "I;16L") or (
+        mode == "I" and image.format == "PNG"
+    ):
+        # Pillow opens 16-bit gray PNGs as 32-bit "I".
+        array = np.asarray(image).astype("float32") / 65535.0
+        return array[..., None], 16
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        raise ImageError(
+            f"{path}: unsupported image mode {mode!r} (supported: gray, "
+            "gray + alpha, RGB, RGBA; 8 or 16 bits)"
+        )
+    array = np.asarray(image).astype("float32") / 255.0
+    if array.ndim == 2:
+        array = array[..., None]
+    return array, 8
+
+
+def _decode(path, data):
+    """(pixels, bit depth, `Metadata`) of an image file's content."""
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
     try:
-        with PILImage.open(path) as image:
-            mode = image.mode
-            if mode == "P":
-                image = image.convert(
-                    "RGBA" if "transparency" in image.info else "RGB"
+        with PILImage.open(io.BytesIO(data)) as image:
+            decoder = _wide_decoder(image, data)
+            decoded = decoder(path, data) if decoder else None
+            if decoder is _decode_tiff16_color and decoded is None:
+                warnings.warn(
+                    f"{path}: reading this 16-bit color TIFF at 8 bits; "
+                    "install tifffile (pip install tifffile) to keep 16",
+                    stacklevel=4,
                 )
-            elif mode == "PA":
-                image = image.convert("RGBA")
-            elif mode == "1":
-                image = image.convert("L")
-            elif mode in ("I;16", "I;16B", "I;16L"):
-                array = np.asarray(image).astype("float32") / 65535.0
-                return array[..., None], 16
-            elif mode == "I" and image.format == "PNG":
-                # Pillow opens 16-bit gray PNGs as 32-bit "I".
-                array = np.asarray(image).astype("float32") / 65535.0
-                return array[..., None], 16
-            elif mode not in ("L", "LA", "RGB", "RGBA"):
-                raise ImageError(
-                    f"{path}: unsupported image mode {mode!r} (supported: "
-                    "gray, gray + alpha, RGB, RGBA; 8 or 16 bits)"
-                )
-            array = np.asarray(image).astype("float32") / 255.0
+            if decoded is None:
+                decoded = _pillow_pixels(path, image)
+            # After loading: a TIFF is turned upright on load.
+            return (*decoded, read_metadata(image, data))
     except UnidentifiedImageError:
+        if data.startswith(TIFF_SIGNATURES):
+            decoded = _decode_tiff16_color(path, data)
+            if decoded is not None:
+                return (*decoded, Metadata(format="TIFF"))
         raise ImageError(f"{path}: not an image file") from None
     except (OSError, SyntaxError, ValueError) as error:
         if isinstance(error, ImageError):
             raise
         message = str(error).strip().splitlines()[0] if str(error) else ""
         raise ImageError(f"{path}: cannot read image ({message})") from None
-    if array.ndim == 2:
-        array = array[..., None]
-    return array, 8
 
 
 def decode_image(path):
@@ -165,11 +230,15 @@ def decode_image(path):
 
     Args:
         path: str or path-like. A gray, gray + alpha, RGB or RGBA image;
-            PNG (8 or 16 bits), JPEG, BMP, TIFF or WebP.
+            PNG or TIFF (8 or 16 bits; 16-bit color TIFF needs
+            `tifffile`), JPEG, BMP, GIF or WebP.
 
     Returns:
-        An `Image`: `pixels` `(height, width, 1 or 3)`, `alpha` or `None`,
-        and the file's `bit_depth`.
+        An `Image`: `pixels` `(height, width, 1 or 3)` as stored (a TIFF
+        that Pillow reads is turned upright and its orientation tag
+        dropped), `alpha` or `None`, the file's `bit_depth`, and its
+        `metadata` (EXIF, ICC profile, DPI, encoding) for
+        `write_image(..., like=image)`.
 
     Raises:
         ImageError: the file is missing, not an image, or of an unsupported
@@ -185,15 +254,7 @@ def decode_image(path):
         raise ImageError(f"{path}: empty file")
     if data.startswith(PNG_SIGNATURE) and len(data) < 26:
         raise ImageError(f"{path}: truncated PNG")
-    if data.startswith(PNG_SIGNATURE) and _png_header(data) in (
-        (16, 2),
-        (16, 4),
-        (16, 6),
-    ):
-        decoded = _decode_png16_color(path, data)
-    else:
-        decoded = None
-    array, bit_depth = decoded or _decode_pillow(path)
+    array, bit_depth, metadata = _decode(path, data)
     channels = array.shape[-1]
     if channels not in _COLOR_CHANNELS:
         raise ImageError(f"{path}: unsupported channel count {channels}")
@@ -204,7 +265,10 @@ def decode_image(path):
     if min(array.shape[:2]) < 1:
         raise ImageError(f"{path}: empty image {array.shape[:2]}")
     return Image(
-        pixels=np.ascontiguousarray(array), alpha=alpha, bit_depth=bit_depth
+        pixels=np.ascontiguousarray(array),
+        alpha=alpha,
+        bit_depth=bit_depth,
+        metadata=metadata,
     )
 
 
