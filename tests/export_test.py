@@ -4,8 +4,11 @@ The exports are checked from the outside, as a server sees them: a fresh
 Python process that imports neither Keras nor keras-rbdn loads them with
 `tf.saved_model.load` and runs their signatures
 (`tests/export_serving_client.py`); the reference is the Keras model run
-on the same images padded with `numpy.pad`. Exports are slow, so each
-model is exported once per module and shared by the tests.
+on the same images padded with `numpy.pad`. The same process also loads
+them as TF Serving does, into a `Session` (`tests/serving_session.py`),
+and runs their warm-up requests; the reference there is
+`tf.saved_model.load`. Exports are slow, so each model is exported once
+per module and shared by the tests.
 """
 
 import http.server
@@ -174,9 +177,10 @@ def saved_model_cli():
     return command if os.path.exists(command) else shutil.which(command)
 
 
-def doc_blocks(language):
-    """The code blocks of `docs/serving.md` in `language`, in order."""
-    with open(SERVING_DOC) as file:
+def doc_blocks(language, path=SERVING_DOC):
+    """The code blocks of `docs/serving.md` (or `path`) in `language`, in
+    order."""
+    with open(path) as file:
         text = file.read()
     return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
 
@@ -508,38 +512,32 @@ class SavedModelTest:
         _, summary, results = served_by_loader
         check_warmup_requests(summary, results, key)
 
-    def test_saved_model_cli_runs_a_signature(
+    def test_documented_saved_model_cli_run(
         self, exports, inputs, served, tmp_path
     ):
-        """`saved_model_cli run` loads through the session, as TF Serving
-        does; an RGB image through the gray model."""
+        """The `saved_model_cli run` command of `docs/serving.md`, which
+        loads into a `Session` as TF Serving does, on the gray export."""
         outputs, _, _ = served
-        np.save(tmp_path / "rgb.npy", inputs["gray_3channels_uint8"])
-        outdir = tmp_path / "outputs"
+        (command,) = [b for b in doc_blocks("bash") if "cli run" in b]
+        command = command.replace("savedmodels/denoise/1", str(exports["gray"]))
+        assert str(exports["gray"]) in command
+        np.save(tmp_path / "noisy.npy", inputs["gray_33x21_uint8"])
+        environment = dict(os.environ)
+        environment["PATH"] = os.pathsep.join(
+            [os.path.dirname(saved_model_cli()), environment["PATH"]]
+        )
         result = subprocess.run(
-            [
-                saved_model_cli(),
-                "run",
-                "--dir",
-                str(exports["gray"]),
-                "--tag_set",
-                "serve",
-                "--signature_def",
-                "serving_default",
-                "--inputs",
-                f"images={tmp_path / 'rgb.npy'}",
-                "--outdir",
-                str(outdir),
-                "--overwrite",
-            ],
+            ["bash", "-e", "-c", command],
+            cwd=tmp_path,
+            env=environment,
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert result.returncode == 0, result.stderr
-        output = np.load(outdir / "output_images.npy")
+        output = np.load(tmp_path / "restored" / "output_images.npy")
         check_session_matches_eager(
-            output, outputs["gray_3channels_uint8"], "saved_model_cli run"
+            output, outputs["gray_33x21_uint8"], "saved_model_cli run"
         )
 
     def test_wrong_rank_and_dtype_are_readable_errors(self, exports):
@@ -826,9 +824,17 @@ class ModelsConfigTest:
         for name, model_config in served.items():
             assert model_config.base_path == f"/models/{name}"
             assert model_config.model_platform == "tensorflow"
-        (command,) = [b for b in doc_blocks("bash") if "models.config" in b]
-        assert "source=$PWD/savedmodels,target=/models " in command
-        assert "--model_config_file=/models/models.config" in command
+        # The documented commands, here and in the README.
+        commands = [
+            block
+            for path in (SERVING_DOC, os.path.join(ROOT, "README.md"))
+            for block in doc_blocks("bash", path)
+            if "models.config" in block
+        ]
+        assert len(commands) == 2
+        for command in commands:
+            assert "source=$PWD/savedmodels,target=/models " in command
+            assert "--model_config_file=/models/models.config" in command
 
 
 class ExportByNameTest:
