@@ -26,6 +26,14 @@ the signatures are:
   -> `output_images`, uint8 `(batch, height, width, channels_out)`.
 - `serving_float32`: the same with float32 pixels in [0, 1].
 
+The SavedModel saves the variables that the signatures read, so that it
+runs the same through TensorFlow's two loaders: `tf.saved_model.load`
+(the object graph) and the session loader of TF Serving and
+`saved_model_cli run`, which restores the variables with the saver's
+restore op into the graph the signatures run in. Its
+`assets.extra/tf_serving_warmup_requests` holds TF Serving warm-up
+requests (`keras_rbdn.warmup`).
+
 The padding, model, cropping and clipping are `keras.ops` (one
 implementation for the SavedModel, on TensorFlow or through jax2tf, and
 for ONNX); TensorFlow itself is imported only to write the SavedModel and
@@ -49,11 +57,14 @@ from keras_rbdn.checks import check_choice
 from keras_rbdn.inference import find_rbdn
 from keras_rbdn.self_ensemble import check_ensemble
 from keras_rbdn.self_ensemble import self_ensemble
+from keras_rbdn.warmup import serving_api
+from keras_rbdn.warmup import write_warmup_requests
 
 FORMATS = ("savedmodel", "onnx")
 PAD_MODES = ("reflect", "edge", None)
 INPUT_NAME = "images"
 OUTPUT_NAME = "output_images"
+SIGNATURE_DTYPES = {"serving_default": "uint8", "serving_float32": "float32"}
 _COLOR_NAMES = {1: "gray", 3: "RGB"}
 
 
@@ -281,18 +292,30 @@ def _write_savedmodel(serving_model, directory):
             **endpoint_arguments,
         )
     serve_uint8, serve_float32 = _serving_functions(tf, networks)
+    signatures = {
+        "serving_default": serve_uint8.get_concrete_function(),
+        "serving_float32": serve_float32.get_concrete_function(),
+    }
     root = tf.Module()
-    root.network_variables = list(archive.variables)
+    # The variables that the signatures read, and only those: TF Serving's
+    # session loader restores each saved variable into the graph node that
+    # the signatures read from. On TensorFlow these are the `tf.Variable`s
+    # inside the Keras variables; saving the Keras variables instead would
+    # restore copies that no signature reads.
+    root.captured_variables = _captured_variables(signatures.values())
     root.serving_default = serve_uint8
     root.serving_float32 = serve_float32
-    tf.saved_model.save(
-        root,
-        directory,
-        signatures={
-            "serving_default": serve_uint8.get_concrete_function(),
-            "serving_float32": serve_float32.get_concrete_function(),
-        },
-    )
+    tf.saved_model.save(root, directory, signatures=signatures)
+    write_warmup_requests(directory, INPUT_NAME, SIGNATURE_DTYPES)
+
+
+def _captured_variables(functions):
+    """The variables that the concrete `functions` read, each once."""
+    captured = {}
+    for function in functions:
+        for variable in function.variables:
+            captured.setdefault(id(variable), variable)
+    return list(captured.values())
 
 
 def _export_in_tensorflow_process(model, name, path, **options):
@@ -339,8 +362,12 @@ def export(
     `format="savedmodel"` writes a SavedModel in TF Serving's layout,
     `<path>/<name>/<version>/`, that needs neither Keras nor keras-rbdn to
     run: every pre- and post-processing step is a stock TensorFlow op in
-    the graph. Its signatures take a batch of images of any height and
-    width and return images of the same size:
+    the graph. It loads with `tf.saved_model.load` and with the session
+    loader of TF Serving, and holds warm-up requests for TF Serving (a
+    small gray and a small RGB image per signature, in
+    `assets.extra/tf_serving_warmup_requests`). Its signatures take a
+    batch of images of any height and width and return images of the same
+    size:
 
     - `serving_default`: input `images`, uint8 0-255,
       `(batch, height, width, channels_in)`; output `output_images`,
@@ -434,6 +461,8 @@ def export(
         )
     check_choice("color_space", color_space, COLOR_SPACES)
     check_ensemble(ensemble)
+    if format == "savedmodel":
+        serving_api()  # A clear error before any work.
     model, default_name = _resolve_model(model_or_name)
     name = name or default_name
     if not name or os.sep in name or name in (".", ".."):

@@ -13,7 +13,10 @@ What it does: for each shipped model whose weights are in the package
 end-to-end pixels-in, pixels-out model), export it with
 `keras_rbdn.export` to `savedmodels/<name>/<version>/`, then reload the
 SavedModel with TensorFlow alone and check it against the Keras model on
-an odd-sized image. `--readme-example` also prints the response of the
+an odd-sized image. Last, it writes `<output>/models.config`, TF Serving's
+model config file for every model folder there, each served from
+`/models/<name>` (where docs/serving.md mounts `savedmodels/`).
+`--readme-example` also prints the response of the
 `denoise` model to the REST request of `docs/serving.md`, to paste into
 its response block.
 """
@@ -79,6 +82,30 @@ def readme_example(directory):
     return json.dumps({"predictions": output.tolist()})
 
 
+def write_models_config(output):
+    """TF Serving's `ModelServerConfig`, in text format, for every model
+    folder of `output` that holds a numbered version."""
+    names = [
+        name
+        for name in sorted(os.listdir(output))
+        if os.path.isdir(os.path.join(output, name))
+        and any(v.isdigit() for v in os.listdir(os.path.join(output, name)))
+    ]
+    lines = ["model_config_list {"]
+    for name in names:
+        lines += [
+            "  config {",
+            f'    name: "{name}"',
+            f'    base_path: "/models/{name}"',
+            '    model_platform: "tensorflow"',
+            "  }",
+        ]
+    path = os.path.join(output, "models.config")
+    with open(path, "w") as file:
+        file.write("\n".join(lines + ["}"]) + "\n")
+    return path
+
+
 def main(argv=None):
     args = parse_args(argv)
     names = args.models or keras_rbdn.presets.available()
@@ -102,6 +129,7 @@ def main(argv=None):
             raise SystemExit(f"{name}: the export does not match Keras")
         if args.readme_example and name == "denoise":
             print("docs/serving.md response:", readme_example(directory))
+    print("TF Serving model config:", write_models_config(args.output))
 
 
 if __name__ == "__main__":

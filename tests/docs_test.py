@@ -10,10 +10,10 @@ line before its fence:
 
     <!-- not run: needs ../shared/data -->
 
-and is skipped. `text` and `json` blocks are data: those of
-`docs/serving.md` are checked against a real export by
-`tests/export_test.py`, which also runs its client block against a
-stand-in server.
+and is skipped. `text`, `json` and `textproto` blocks are data: those
+of `docs/serving.md` are checked against a real export and the shipped
+`savedmodels/models.config` by `tests/export_test.py`, which also runs
+its client block against a stand-in server.
 """
 
 import glob
@@ -37,7 +37,7 @@ DOCS = sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 FILES = [README, *DOCS]
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 README_LIMIT = 12_000
-LANGUAGES = {"python", "bash", "text", "json"}
+LANGUAGES = {"python", "bash", "text", "json", "textproto"}
 RUNNABLE = {"python", "bash"}
 MARKER = re.compile(r"^<!-- not run( here)?: (?P<reason>\S.*?) -->$")
 FENCE = "```"

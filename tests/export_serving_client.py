@@ -8,12 +8,16 @@ Usage:
     python tests/export_serving_client.py JOB.json
 
 `JOB.json` holds `{"inputs": NPZ, "results": NPZ, "exports": {key: dir},
-"calls": [[export_key, signature, input_key], ...]}`. For each call the
-signature is run on `inputs[input_key]` and its `output_images` (or the
-error message) is stored. Per export, the op types of the graph and of
-every function in its library are listed, with the ones missing from
-TensorFlow's op registry. The script writes `results` and prints a JSON
-summary.
+"calls": [[export_key, signature, input_key, loader], ...]}`. For each call
+the signature is run on `inputs[input_key]` and its `output_images` (or
+the error message) is stored under the call's index. `loader` is `"eager"`
+(`tf.saved_model.load`, TF2's object graph) or `"session"` (the session
+loader of TF Serving, `serving_session.SessionModel`). Every warm-up
+request of every export is run through both loaders and stored under
+`<export_key>.warmup<index>.<loader>`. Per export, the op types of the
+graph and of every function in its library are listed, with the ones
+missing from TensorFlow's op registry. The script writes `results` and
+prints a JSON summary.
 """
 
 import importlib.machinery
@@ -51,8 +55,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from serving_session import SessionModel  # noqa: E402
+from serving_session import warmup_requests  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from tensorflow.python.framework import op_def_registry  # noqa: E402
+
+LOADERS = ("eager", "session")
 
 
 def op_types(directory):
@@ -78,22 +86,75 @@ def op_types(directory):
     return types, functions, compiled
 
 
+class EagerModel:
+    """A SavedModel loaded with `tf.saved_model.load`."""
+
+    def __init__(self, directory):
+        self.loaded = tf.saved_model.load(directory)
+
+    def run(self, signature, inputs):
+        function = self.loaded.signatures[signature]
+        outputs = function(**{k: tf.constant(v) for k, v in inputs.items()})
+        return {key: value.numpy() for key, value in outputs.items()}
+
+
+def run_signature(model, signature, inputs, name, results, errors):
+    """Stores the signature's `output_images`, or its error, as `name`."""
+    try:
+        results[name] = model.run(signature, inputs)["output_images"]
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        errors[name] = f"{type(error).__name__}: {error}"
+
+
+def run_calls(job, inputs, models, results, errors):
+    for index, (key, signature, input_key, loader) in enumerate(job["calls"]):
+        images = {"images": inputs[input_key]}
+        model = models[loader][key]
+        run_signature(model, signature, images, str(index), results, errors)
+
+
+def run_warmup_requests(job, models, results, errors):
+    """Runs each export's warm-up requests; returns what they are."""
+    described = {}
+    for key, directory in job["exports"].items():
+        described[key] = []
+        for index, (log_type, signature, inputs) in enumerate(
+            warmup_requests(directory)
+        ):
+            described[key].append(
+                {
+                    "log_type": log_type,
+                    "signature": signature,
+                    "inputs": {
+                        name: [str(array.dtype), list(array.shape)]
+                        for name, array in inputs.items()
+                    },
+                }
+            )
+            for loader in LOADERS:
+                name = f"{key}.warmup{index}.{loader}"
+                model = models[loader][key]
+                run_signature(model, signature, inputs, name, results, errors)
+    return described
+
+
 def main(job_path):
     with open(job_path) as file:
         job = json.load(file)
     inputs = np.load(job["inputs"])
-    loaded = {
-        key: tf.saved_model.load(directory)
-        for key, directory in job["exports"].items()
+    models = {
+        "eager": {
+            key: EagerModel(directory)
+            for key, directory in job["exports"].items()
+        },
+        "session": {
+            key: SessionModel(directory)
+            for key, directory in job["exports"].items()
+        },
     }
     results, errors = {}, {}
-    for index, (key, signature, input_key) in enumerate(job["calls"]):
-        function = loaded[key].signatures[signature]
-        try:
-            outputs = function(images=tf.constant(inputs[input_key]))
-            results[str(index)] = outputs["output_images"].numpy()
-        except Exception as error:  # noqa: BLE001 - reported to the test
-            errors[str(index)] = f"{type(error).__name__}: {error}"
+    run_calls(job, inputs, models, results, errors)
+    warmup = run_warmup_requests(job, models, results, errors)
     np.savez(job["results"], **results)
 
     ops = {}
@@ -111,7 +172,16 @@ def main(job_path):
     imported = sorted(
         name for name in sys.modules if name.split(".")[0] in HIDDEN
     )
-    print(json.dumps({"errors": errors, "ops": ops, "imported": imported}))
+    print(
+        json.dumps(
+            {
+                "errors": errors,
+                "ops": ops,
+                "imported": imported,
+                "warmup": warmup,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

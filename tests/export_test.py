@@ -4,8 +4,11 @@ The exports are checked from the outside, as a server sees them: a fresh
 Python process that imports neither Keras nor keras-rbdn loads them with
 `tf.saved_model.load` and runs their signatures
 (`tests/export_serving_client.py`); the reference is the Keras model run
-on the same images padded with `numpy.pad`. Exports are slow, so each
-model is exported once per module and shared by the tests.
+on the same images padded with `numpy.pad`. The same process also loads
+them as TF Serving does, into a `Session` (`tests/serving_session.py`),
+and runs their warm-up requests; the reference there is
+`tf.saved_model.load`. Exports are slow, so each model is exported once
+per module and shared by the tests.
 """
 
 import http.server
@@ -24,14 +27,18 @@ import pytest
 import keras_rbdn
 from keras_rbdn import export
 from keras_rbdn.inference import find_rbdn
+from tests.serving_session import SessionModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING_DOC = os.path.join(ROOT, "docs", "serving.md")
 CLIENT = os.path.join(ROOT, "tests", "export_serving_client.py")
+LOADERS = ("eager", "session")
 BRANCHES = 2
 MULTIPLE = 2 ** (BRANCHES + 1)
 SIZES = [(33, 21), (481, 321)]
 TINY_SIZES = [(1, 1), (2, 3), (5, 4)]
+# The fresh exports run the large images through the eager loader only.
+LARGE = "{}x{}".format(*SIZES[1])
 # Small networks: the tests check the plumbing, not the quality.
 SMALL = dict(c=4, D=1, K=3)
 
@@ -164,9 +171,16 @@ def to_uint8(images):
     return np.floor(np.clip(images, 0, 1) * 255.0 + 0.5).astype("uint8")
 
 
-def doc_blocks(language):
-    """The code blocks of `docs/serving.md` in `language`, in order."""
-    with open(SERVING_DOC) as file:
+def saved_model_cli():
+    """TensorFlow's `saved_model_cli`, next to this Python if there."""
+    command = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    return command if os.path.exists(command) else shutil.which(command)
+
+
+def doc_blocks(language, path=SERVING_DOC):
+    """The code blocks of `docs/serving.md` (or `path`) in `language`, in
+    order."""
+    with open(path) as file:
         text = file.read()
     return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
 
@@ -249,22 +263,16 @@ def inputs():
     return arrays
 
 
-@pytest.fixture(scope="module")
-def served(exports, inputs, tmp_path_factory):
-    """Runs every call in one fresh process without Keras or keras-rbdn."""
-    scratch = tmp_path_factory.mktemp("served")
-    np.savez(scratch / "inputs.npz", **inputs)
-    calls = []
-    for input_key in inputs:
-        model_key = input_key.split("_")[0]
-        if input_key == "doc_request":
-            model_key = "gray"
-        signature = (
-            "serving_float32"
-            if input_key.endswith("float32")
-            else "serving_default"
-        )
-        calls.append([model_key, signature, input_key])
+def run_client(scratch, exports, arrays, calls):
+    """Runs `calls` and every export's warm-up requests in one fresh
+    process without Keras or keras-rbdn (`export_serving_client.py`).
+
+    `calls` are `[export key, signature, input key, loader]`, `loader`
+    `"eager"` or `"session"`. Returns `{loader: (outputs, errors)}`, each
+    keyed by `(export key, input key)`, the client's summary and its
+    results (warm-up outputs included).
+    """
+    np.savez(scratch / "inputs.npz", **arrays)
     job = {
         "inputs": str(scratch / "inputs.npz"),
         "results": str(scratch / "results.npz"),
@@ -287,16 +295,90 @@ def served(exports, inputs, tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    results = np.load(job["results"])
-    outputs = {
-        input_key: results[str(index)]
-        for index, (_, _, input_key) in enumerate(calls)
-        if str(index) in results
+    results = dict(np.load(job["results"]))
+    by_loader = {loader: ({}, {}) for loader in LOADERS}
+    for index, (key, _, input_key, loader) in enumerate(calls):
+        outputs, errors = by_loader[loader]
+        if str(index) in results:
+            outputs[key, input_key] = results[str(index)]
+        if str(index) in summary["errors"]:
+            errors[key, input_key] = summary["errors"][str(index)]
+    return by_loader, summary, results
+
+
+def check_session_matches_eager(session, eager, label):
+    """Session-loader outputs against the eager loader's: at most one
+    level in uint8, 1e-5 in float32."""
+    assert session.dtype == eager.dtype, label
+    assert session.shape == eager.shape, label
+    if session.dtype == np.uint8:
+        difference = np.abs(session.astype(int) - eager.astype(int))
+        assert difference.max() <= 1, label
+    else:
+        assert np.max(np.abs(session - eager)) <= 1e-5, label
+
+
+def check_warmup_requests(summary, results, key):
+    """The export's warm-up file holds a gray and an RGB `PredictRequest`
+    per signature, of the signature's dtype, and each runs through the
+    session loader as through the eager one."""
+    requests = summary["warmup"][key]
+    expected = {
+        ("serving_default", "uint8", 1),
+        ("serving_default", "uint8", 3),
+        ("serving_float32", "float32", 1),
+        ("serving_float32", "float32", 3),
     }
-    errors = {
-        calls[int(index)][2]: message
-        for index, message in summary["errors"].items()
-    }
+    found = set()
+    for index, request in enumerate(requests):
+        assert request["log_type"] == "predict_log", (key, request)
+        assert list(request["inputs"]) == ["images"], (key, request)
+        dtype, shape = request["inputs"]["images"]
+        found.add((request["signature"], dtype, shape[-1]))
+        name = f"{key}.warmup{index}"
+        for loader in LOADERS:
+            error = summary["errors"].get(f"{name}.{loader}")
+            assert error is None, (name, loader, error)
+        session = results[f"{name}.session"]
+        eager = results[f"{name}.eager"]
+        assert session.shape[:3] == tuple(shape[:3]), name
+        check_session_matches_eager(session, eager, name)
+    assert found == expected, key
+
+
+@pytest.fixture(scope="module")
+def served_by_loader(exports, inputs, tmp_path_factory):
+    """Every input through the eager loader, and all but the large ones
+    through the session loader, in one fresh process."""
+    calls = []
+    for input_key in inputs:
+        model_key = input_key.split("_")[0]
+        if input_key == "doc_request":
+            model_key = "gray"
+        signature = (
+            "serving_float32"
+            if input_key.endswith("float32")
+            else "serving_default"
+        )
+        calls.append([model_key, signature, input_key, "eager"])
+        if LARGE not in input_key:
+            calls.append([model_key, signature, input_key, "session"])
+    scratch = tmp_path_factory.mktemp("served")
+    by_loader, summary, results = run_client(scratch, exports, inputs, calls)
+    by_input = {}
+    for loader, (outputs, errors) in by_loader.items():
+        by_input[loader] = (
+            {input_key: value for (_, input_key), value in outputs.items()},
+            {input_key: value for (_, input_key), value in errors.items()},
+        )
+    return by_input, summary, results
+
+
+@pytest.fixture(scope="module")
+def served(served_by_loader):
+    """`(outputs, errors, summary)` of the eager loader, by input key."""
+    by_input, summary, _ = served_by_loader
+    outputs, errors = by_input["eager"]
     return outputs, errors, summary
 
 
@@ -386,13 +468,77 @@ class SavedModelTest:
         assert {"Conv2D", "XlaCallModule"}.intersection(ops["types"])
 
     @pytest.mark.parametrize("key", ["gray", "rgb"])
-    def test_wrong_channel_count_is_a_readable_error(self, served, key):
-        _, errors, _ = served
+    def test_wrong_channel_count_is_a_readable_error(
+        self, served_by_loader, key
+    ):
+        by_input, _, _ = served_by_loader
         message = (
             "(batch, height, width, 1 or 3): a batch of images with 1 "
             "channel (gray) or 3 channels (RGB)."
         )
-        assert message in errors[f"{key}_wrong_channels"]
+        for loader in LOADERS:
+            _, errors = by_input[loader]
+            assert message in errors[f"{key}_wrong_channels"], loader
+
+    @pytest.mark.parametrize("key", ["gray", "rgb", "grayx4"])
+    def test_session_loader_matches_the_eager_loader(
+        self, inputs, served_by_loader, key
+    ):
+        """TF Serving's way of loading (`tests/serving_session.py`): both
+        signatures, gray and RGB images, tiny ones too."""
+        by_input, _, _ = served_by_loader
+        session_outputs, session_errors = by_input["session"]
+        eager_outputs, _ = by_input["eager"]
+        checked = set()
+        for input_key, images in inputs.items():
+            if input_key.split("_")[0] != key or "wrong" in input_key:
+                continue
+            if LARGE in input_key:
+                continue
+            assert input_key not in session_errors, session_errors[input_key]
+            check_session_matches_eager(
+                session_outputs[input_key], eager_outputs[input_key], input_key
+            )
+            checked.add((images.dtype.name, images.shape[-1]))
+        expected = {("uint8", 1), ("float32", 1)}
+        if key != "grayx4":
+            expected |= {("uint8", 3), ("float32", 3)}
+        assert checked == expected
+
+    @pytest.mark.parametrize("key", ["gray", "rgb"])
+    def test_warmup_requests_run_through_the_session_loader(
+        self, served_by_loader, key
+    ):
+        _, summary, results = served_by_loader
+        check_warmup_requests(summary, results, key)
+
+    def test_documented_saved_model_cli_run(
+        self, exports, inputs, served, tmp_path
+    ):
+        """The `saved_model_cli run` command of `docs/serving.md`, which
+        loads into a `Session` as TF Serving does, on the gray export."""
+        outputs, _, _ = served
+        (command,) = [b for b in doc_blocks("bash") if "cli run" in b]
+        command = command.replace("savedmodels/denoise/1", str(exports["gray"]))
+        assert str(exports["gray"]) in command
+        np.save(tmp_path / "noisy.npy", inputs["gray_33x21_uint8"])
+        environment = dict(os.environ)
+        environment["PATH"] = os.pathsep.join(
+            [os.path.dirname(saved_model_cli()), environment["PATH"]]
+        )
+        result = subprocess.run(
+            ["bash", "-e", "-c", command],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        output = np.load(tmp_path / "restored" / "output_images.npy")
+        check_session_matches_eager(
+            output, outputs["gray_33x21_uint8"], "saved_model_cli run"
+        )
 
     def test_wrong_rank_and_dtype_are_readable_errors(self, exports):
         import tensorflow as tf
@@ -416,13 +562,8 @@ class SavedModelTest:
 
     def test_saved_model_cli_shows_the_documented_signatures(self, exports):
         (documented,) = doc_blocks("text")
-        command = os.path.join(
-            os.path.dirname(sys.executable), "saved_model_cli"
-        )
-        if not os.path.exists(command):
-            command = shutil.which("saved_model_cli")
         result = subprocess.run(
-            [command, "show", "--all", "--dir", str(exports["gray"])],
+            [saved_model_cli(), "show", "--all", "--dir", str(exports["gray"])],
             capture_output=True,
             text=True,
             timeout=300,
@@ -442,13 +583,12 @@ class SavedModelTest:
 
     def test_documented_python_client(self, exports, tmp_path, monkeypatch):
         """Runs the documented client against a stand-in REST server that
-        answers `:predict` as TF Serving does, with the SavedModel."""
+        answers `:predict` as TF Serving does: the SavedModel loaded into
+        a session (`tests/serving_session.py`)."""
         import tensorflow as tf
         from PIL import Image
 
-        serve = tf.saved_model.load(str(exports["gray"])).signatures[
-            "serving_default"
-        ]
+        model = SessionModel(str(exports["gray"]))
         requested = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -456,8 +596,9 @@ class SavedModelTest:
                 requested.append(self.path)
                 length = int(self.headers["Content-Length"])
                 body = json.loads(self.rfile.read(length))
-                images = tf.constant(np.asarray(body["instances"], "uint8"))
-                outputs = serve(images=images)["output_images"].numpy()
+                images = np.asarray(body["instances"], "uint8")
+                outputs = model.run("serving_default", {"images": images})
+                outputs = outputs["output_images"]
                 answer = json.dumps({"predictions": outputs.tolist()})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -482,10 +623,16 @@ class SavedModelTest:
         finally:
             server.shutdown()
             server.server_close()
+            model.close()
         assert requested == ["/v1/models/denoise:predict"]
         restored = np.asarray(Image.open(tmp_path / "restored.png"))
+        serve = tf.saved_model.load(str(exports["gray"])).signatures[
+            "serving_default"
+        ]
         expected = serve(images=noisy[None, :, :, None])["output_images"]
-        np.testing.assert_array_equal(restored, expected.numpy()[0, :, :, 0])
+        check_session_matches_eager(
+            restored, expected.numpy()[0, :, :, 0], "documented client"
+        )
 
 
 class PaddingTest:
@@ -544,6 +691,17 @@ class ExportArgumentsTest:
         with pytest.raises(ValueError, match="Received: model_or_name=3"):
             export(3, tmp_path)
 
+    def test_missing_serving_api_is_a_clear_error(
+        self, model, tmp_path, monkeypatch
+    ):
+        # As if `tensorflow-serving-api` were not installed.
+        monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)
+        with pytest.raises(
+            ImportError, match="pip install tensorflow-serving-api"
+        ):
+            export(model, tmp_path)
+        assert os.listdir(tmp_path) == []
+
     def test_existing_version_needs_overwrite(self, model, tmp_path):
         os.makedirs(tmp_path / "rbdn" / "1")
         with pytest.raises(ValueError, match="overwrite=True"):
@@ -551,13 +709,16 @@ class ExportArgumentsTest:
 
 
 def shipped_savedmodels():
-    """`savedmodels/<name>/<version>` folders in the repository."""
+    """`{name: savedmodels/<name>/<version>}`, the highest version of each
+    model folder in the repository."""
     base = os.path.join(ROOT, "savedmodels")
-    found = []
+    found = {}
     for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        versions = [v for v in os.listdir(os.path.join(base, name))]
-        for version in sorted(v for v in versions if v.isdigit()):
-            found.append((name, os.path.join(base, name, version)))
+        folder = os.path.join(base, name)
+        versions = os.listdir(folder) if os.path.isdir(folder) else []
+        versions = sorted(int(v) for v in versions if v.isdigit())
+        if versions:
+            found[name] = os.path.join(folder, str(versions[-1]))
     return found
 
 
@@ -566,59 +727,72 @@ def shipped_savedmodels():
 # `shipped_weights_test`'s.
 @pytest.mark.backend_independent
 class ShippedSavedModelTest:
-    """Every SavedModel under `savedmodels/`: fresh process, stock ops,
-    any size, same pixels as the shipped Keras model."""
+    """Every SavedModel under `savedmodels/`, in one fresh process: stock
+    ops, any size, the same pixels as the shipped Keras model, and the same
+    through TF Serving's session loader and warm-up requests."""
 
-    @pytest.mark.parametrize(
-        "name, directory",
-        shipped_savedmodels()
-        or [
-            pytest.param(
-                "none",
-                "",
-                marks=pytest.mark.skip("no savedmodels/ exported yet"),
-            )
-        ],
-    )
-    def test_shipped_savedmodel(self, name, directory, tmp_path):
-        if name not in keras_rbdn.presets.available():
-            pytest.skip(f"no shipped weights for {name!r}")
-        model = keras_rbdn.load(name)
-        multiple = 2 ** (find_rbdn(model).branches + 1)
-        # Every model takes gray and RGB images.
+    def test_every_shipped_savedmodel(self, tmp_path):
+        available = keras_rbdn.presets.available()
+        directories = {
+            name: directory
+            for name, directory in shipped_savedmodels().items()
+            if name in available
+        }
+        if not directories:
+            pytest.skip("no savedmodels/ with shipped weights")
+        # Every model takes gray and RGB images; uint8 at every size, and
+        # float32 and the session loader at the small one.
         arrays = {
             f"{h}x{w}x{channels}": random_images(channels, h, w, batch=1)
             for h, w in SIZES
             for channels in (1, 3)
         }
-        np.savez(tmp_path / "inputs.npz", **arrays)
-        job = {
-            "inputs": str(tmp_path / "inputs.npz"),
-            "results": str(tmp_path / "results.npz"),
-            "exports": {name: directory},
-            "calls": [[name, "serving_default", key] for key in arrays],
-        }
-        with open(tmp_path / "job.json", "w") as file:
-            json.dump(job, file)
-        result = subprocess.run(
-            [sys.executable, CLIENT, str(tmp_path / "job.json")],
-            capture_output=True,
-            text=True,
-            timeout=600,
+        small = "{}x{}".format(*SIZES[0])
+        for channels in (1, 3):
+            images = arrays[f"{small}x{channels}"]
+            arrays[f"{small}x{channels}_float32"] = images / np.float32(255)
+        calls = []
+        for name in directories:
+            for key, images in arrays.items():
+                signature = (
+                    "serving_default"
+                    if images.dtype == np.uint8
+                    else "serving_float32"
+                )
+                calls.append([name, signature, key, "eager"])
+                if key.startswith(small):
+                    calls.append([name, signature, key, "session"])
+        by_loader, summary, results = run_client(
+            tmp_path, directories, arrays, calls
         )
-        assert result.returncode == 0, result.stderr
-        summary = json.loads(result.stdout.strip().splitlines()[-1])
-        assert summary["errors"] == {}
         assert summary["imported"] == []
-        assert summary["ops"][name]["unregistered"] == []
-        results = np.load(job["results"])
-        for index, (key, images) in enumerate(arrays.items()):
+        for loader in LOADERS:
+            assert by_loader[loader][1] == {}, loader
+        eager_outputs, _ = by_loader["eager"]
+        session_outputs, _ = by_loader["session"]
+        assert len(session_outputs) == 4 * len(directories)
+        for (name, key), output in session_outputs.items():
+            check_session_matches_eager(
+                output, eager_outputs[name, key], (name, key)
+            )
+        for name in directories:
+            assert summary["ops"][name]["unregistered"] == [], name
+            self.check_matches_keras(name, arrays, eager_outputs)
+            check_warmup_requests(summary, results, name)
+
+    @staticmethod
+    def check_matches_keras(name, arrays, eager_outputs):
+        model = keras_rbdn.load(name)
+        multiple = 2 ** (find_rbdn(model).branches + 1)
+        for key, images in arrays.items():
+            if images.dtype != np.uint8:
+                continue
             expected = keras_reference(
                 model, images.astype("float32") / 255.0, multiple=multiple
             )
             expected = to_uint8(expected)
-            output = results[str(index)]
-            assert output.shape == expected.shape, key
+            output = eager_outputs[name, key]
+            assert output.shape == expected.shape, (name, key)
             difference = np.abs(output.astype(int) - expected.astype(int))
             # The serving graph's kernels round differently from the
             # backend's. Where two values of a pooling window nearly tie,
@@ -626,8 +800,41 @@ class ShippedSavedModelTest:
             # few levels (seen: one patch of 3-12 pixels in 154,401 on
             # these random images). Everywhere else only the uint8
             # rounding differs.
-            assert np.mean(difference > 1) <= 5e-4, key
-            assert difference.mean() < 0.01, key
+            assert np.mean(difference > 1) <= 5e-4, (name, key)
+            assert difference.mean() < 0.01, (name, key)
+
+
+@pytest.mark.backend_independent
+class ModelsConfigTest:
+    def test_models_config_serves_every_shipped_model(self):
+        """`savedmodels/models.config`, as documented, is a TF Serving
+        `ModelServerConfig` naming every shipped SavedModel at the path the
+        documented `docker run` mounts it."""
+        from google.protobuf import text_format
+        from tensorflow_serving.config import model_server_config_pb2
+
+        with open(os.path.join(ROOT, "savedmodels", "models.config")) as file:
+            text = file.read()
+        assert doc_blocks("textproto") == [text]
+        config = text_format.Parse(
+            text, model_server_config_pb2.ModelServerConfig()
+        )
+        served = {c.name: c for c in config.model_config_list.config}
+        assert sorted(served) == sorted(shipped_savedmodels())
+        for name, model_config in served.items():
+            assert model_config.base_path == f"/models/{name}"
+            assert model_config.model_platform == "tensorflow"
+        # The documented commands, here and in the README.
+        commands = [
+            block
+            for path in (SERVING_DOC, os.path.join(ROOT, "README.md"))
+            for block in doc_blocks("bash", path)
+            if "models.config" in block
+        ]
+        assert len(commands) == 2
+        for command in commands:
+            assert "source=$PWD/savedmodels,target=/models " in command
+            assert "--model_config_file=/models/models.config" in command
 
 
 class ExportByNameTest:
