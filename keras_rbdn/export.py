@@ -541,6 +541,9 @@ def _write(serving_model, format, target, version_directory, verbose):
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=model_directory)
     try:
         _write_savedmodel(serving_model, staging)
+        # `mkdtemp` makes the folder private; a server running as another
+        # user must read it.
+        os.chmod(staging, 0o755)
         if os.path.exists(version_directory):
             shutil.rmtree(version_directory)
         os.replace(staging, version_directory)
