@@ -19,6 +19,7 @@ status.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -152,17 +153,40 @@ def _default_model(command, default_model, channels):
     return default_model
 
 
+class _AboveTheBars:
+    """A stdout whose lines print above the progress bars on stderr."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.pending = ""
+
+    def write(self, text):
+        from tqdm import tqdm
+
+        self.pending += text
+        if "\n" in self.pending:
+            lines, self.pending = self.pending.rsplit("\n", 1)
+            with tqdm.external_write_mode(file=sys.stderr):
+                self.stream.write(lines + "\n")
+                self.stream.flush()
+
+    def flush(self):
+        self.stream.flush()
+
+
 def _files(jobs, show):
-    """`(number, job)` pairs, under a bar over the files when `show` and
-    there are several."""
+    """Yields `(number, job)` pairs; with `show` and several jobs, under a
+    bar over the files, with stdout printed above it."""
     from tqdm import tqdm
 
-    numbered = enumerate(jobs, start=1)
     if not show or len(jobs) < 2:
-        return numbered
-    return tqdm(
-        numbered, total=len(jobs), desc="files", unit="file", file=sys.stderr
-    )
+        yield from enumerate(jobs, start=1)
+        return
+    bar = tqdm(total=len(jobs), desc="files", unit="file", file=sys.stderr)
+    with bar, contextlib.redirect_stdout(_AboveTheBars(sys.stdout)):
+        for number, job in enumerate(jobs, start=1):
+            yield number, job
+            bar.update()
 
 
 def _run_images(args):
