@@ -22,8 +22,10 @@ Run from the repository root (the full grid takes about 20 minutes on
 """
 
 import argparse
+import contextlib
 import datetime
 import functools
+import io
 import json
 import os
 import resource
@@ -65,6 +67,12 @@ def parse_args(argv=None):
         action="store_true",
         help="run the cases in this process (peak memory is then this "
         "process's so far)",
+    )
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        help="cases to leave out, as kind:MP:ensemble (rgb:12:4)",
     )
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -121,6 +129,21 @@ def peak_memory():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
+def reference_rate(model, channels, args):
+    """MP/s of `model` on one square image: the median of `--repeats`
+    calls after a warm-up."""
+    side = args.reference_size
+    square = np.random.default_rng(1).random((1, side, side, channels))
+    square = square.astype("float32")
+    model.predict_on_batch(square)  # Warm-up: traced once.
+    times = []
+    for _ in range(args.repeats):
+        begin = time.perf_counter()
+        model.predict_on_batch(square)
+        times.append(time.perf_counter() - begin)
+    return side * side / 1e6 / statistics.median(times)
+
+
 def run_case(kind, megapixels, ensemble, args):
     """Times one photo, then the reference; a dict of the figures."""
     channels = KINDS[kind]
@@ -131,16 +154,7 @@ def run_case(kind, megapixels, ensemble, args):
     inference.apply_model(model, image, ensemble=ensemble)
     seconds = time.perf_counter() - start
     memory = peak_memory()
-    side = args.reference_size
-    square = np.random.default_rng(1).random((1, side, side, channels))
-    square = square.astype("float32")
-    model.predict_on_batch(square)  # Warm-up: traced once.
-    times = []
-    for _ in range(args.repeats):
-        begin = time.perf_counter()
-        model.predict_on_batch(square)
-        times.append(time.perf_counter() - begin)
-    rate = side * side / 1e6 / statistics.median(times)
+    rate = reference_rate(model, channels, args)
     height, width = image.shape[:2]
     work = ensemble * height * width / 1e6
     return {
@@ -217,8 +231,16 @@ def main(argv=None):
     for kind in args.kinds:
         for megapixels in args.sizes:
             for ensemble in args.ensembles:
+                if f"{kind}:{megapixels:g}:{ensemble}" in args.skip:
+                    continue
                 results.append(run(kind, megapixels, ensemble, args))
                 print(table(results)[-1], flush=True)
+                report(args, argv, start, load_before, results, quiet=True)
+    report(args, argv, start, load_before, results)
+
+
+def report(args, argv, start, load_before, results, quiet=False):
+    """Writes (and unless `quiet` prints) the Markdown report so far."""
     backend = keras.backend.backend()
     lines = [
         f"# Photo speed: `keras-rbdn denoise`'s default path, {backend}",
@@ -245,11 +267,12 @@ def main(argv=None):
         "",
         *table(results),
     ]
-    speed.record(
-        "\n".join(lines) + "\n",
-        args.output,
-        f"photo_speed_{backend}_{machine_name()}.md",
-    )
+    name = f"photo_speed_{backend}_{machine_name()}.md"
+    if quiet:
+        with contextlib.redirect_stdout(io.StringIO()):
+            speed.record("\n".join(lines) + "\n", args.output, name)
+    else:
+        speed.record("\n".join(lines) + "\n", args.output, name)
 
 
 if __name__ == "__main__":
