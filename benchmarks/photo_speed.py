@@ -74,6 +74,12 @@ def parse_args(argv=None):
         default=[],
         help="cases to leave out, as kind:MP:ensemble (rgb:12:4)",
     )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        help="run these cases, as kind:MP:ensemble, in this order, "
+        "instead of the grid",
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument(
         "--output",
@@ -130,18 +136,23 @@ def peak_memory():
 
 
 def reference_rate(model, channels, args):
-    """MP/s of `model` on one square image: the median of `--repeats`
-    calls after a warm-up."""
+    """MP/s of `model` on one square image, per second of wall-clock
+    and of CPU time: the medians of `--repeats` calls after a warm-up."""
     side = args.reference_size
     square = np.random.default_rng(1).random((1, side, side, channels))
     square = square.astype("float32")
     model.predict_on_batch(square)  # Warm-up: traced once.
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.repeats):
-        begin = time.perf_counter()
+        begin, cpu_begin = time.perf_counter(), time.process_time()
         model.predict_on_batch(square)
         times.append(time.perf_counter() - begin)
-    return side * side / 1e6 / statistics.median(times)
+        cpu_times.append(time.process_time() - cpu_begin)
+    megapixels = side * side / 1e6
+    return (
+        megapixels / statistics.median(times),
+        megapixels / statistics.median(cpu_times),
+    )
 
 
 def run_case(kind, megapixels, ensemble, args):
@@ -150,11 +161,12 @@ def run_case(kind, megapixels, ensemble, args):
     name = cli._default_model("denoise", "denoise", channels)
     model = folded_model(name)
     image = photo(megapixels, channels)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     inference.apply_model(model, image, ensemble=ensemble)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     memory = peak_memory()
-    rate = reference_rate(model, channels, args)
+    rate, cpu_rate = reference_rate(model, channels, args)
     height, width = image.shape[:2]
     work = ensemble * height * width / 1e6
     return {
@@ -167,6 +179,7 @@ def run_case(kind, megapixels, ensemble, args):
         "rate": height * width / 1e6 / seconds,
         "reference_rate": rate,
         "ratio": seconds / (work / rate),
+        "cpu_ratio": cpu_seconds / (work / cpu_rate),
         "peak_gb": memory,
     }
 
@@ -205,15 +218,16 @@ def run_in_subprocess(kind, megapixels, ensemble, args):
 def table(results):
     lines = [
         "| image | model | ensemble | seconds | MP/s | reference MP/s | "
-        "ratio to reference | peak memory GB |",
-        "|---|---|---|---|---|---|---|---|",
+        "ratio to reference | CPU-time ratio | peak memory GB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
         lines.append(
             f"| {row['kind']} {row['size']} ({row['megapixels']:.1f} MP) | "
             f"`{row['model']}` | {row['ensemble']} | {row['seconds']:.1f} | "
             f"{row['rate']:.3f} | {row['reference_rate']:.3f} | "
-            f"**{row['ratio']:.2f}** | {row['peak_gb']:.2f} |"
+            f"**{row['ratio']:.2f}** | {row['cpu_ratio']:.2f} | "
+            f"{row['peak_gb']:.2f} |"
         )
     return lines
 
@@ -228,14 +242,19 @@ def main(argv=None):
     load_before = speed.load_average()
     run = run_case if args.in_process else run_in_subprocess
     results = []
-    for kind in args.kinds:
-        for megapixels in args.sizes:
-            for ensemble in args.ensembles:
-                if f"{kind}:{megapixels:g}:{ensemble}" in args.skip:
-                    continue
-                results.append(run(kind, megapixels, ensemble, args))
-                print(table(results)[-1], flush=True)
-                report(args, argv, start, load_before, results, quiet=True)
+    cases = [
+        f"{kind}:{megapixels:g}:{ensemble}"
+        for kind in args.kinds
+        for megapixels in args.sizes
+        for ensemble in args.ensembles
+    ]
+    for case in args.cases or cases:
+        if case in args.skip:
+            continue
+        kind, megapixels, ensemble = case.split(":")
+        results.append(run(kind, float(megapixels), int(ensemble), args))
+        print(table(results)[-1], flush=True)
+        report(args, argv, start, load_before, results, quiet=True)
     report(args, argv, start, load_before, results)
 
 
@@ -262,7 +281,8 @@ def report(args, argv, start, load_before, results, quiet=False):
         f"- reference: the same model on one {args.reference_size}x"
         f"{args.reference_size} image, median of {args.repeats} calls "
         "after a warm-up; ratio = seconds / (ensemble x MP / reference "
-        "MP/s)",
+        "MP/s); the CPU-time ratio is the same with the process's CPU "
+        "seconds (less sensitive to other processes on a shared machine)",
         f"- load average before: {load_before}; after: {speed.load_average()}",
         "",
         *table(results),

@@ -338,17 +338,22 @@ def _predict_tiles(predict, network, pixels, tile_size, margin, progress):
     return output
 
 
+# Rows of the image that a task's output layer converts at a time.
+_ROWS_PER_BAND = 256
+
+
 def _predict_opponent(parts, pixels, tile_size, margin, progress):
     """An `OpponentDenoiser` in two tiled passes, each with its own margin:
     the luminance RBDN over the whole image, then the chroma RBDN on each
     chroma plane guided by the cleaned luminance."""
     from keras_rbdn.layers.color import opponent_planes_to_rgb
     from keras_rbdn.layers.color import rgb_to_opponent_planes
+    from keras_rbdn.models.tasks import get_task
 
     task_input, denoiser, task_output = parts
-    image = pixels
+    image = pixels  # In NumPy: no copy where the task reads the image.
     if task_input is not None:
-        image = np.asarray(task_input(pixels[None]), dtype="float32")[0]
+        image = get_task(task_input.task).to_network_input(pixels, xp=np)
     planes = rgb_to_opponent_planes(image, xp=np)
     luma, chroma = denoiser.luma, denoiser.chroma
     clean = [
@@ -369,10 +374,17 @@ def _predict_opponent(parts, pixels, tile_size, margin, progress):
         )
         clean.append(plane + correction)
     del planes, guided
-    rgb = opponent_planes_to_rgb(np.concatenate(clean, axis=-1), xp=np)
-    if task_output is None:
-        return rgb
-    return np.asarray(task_output([image[None], rgb[None]]), "float32")[0]
+    clean = np.concatenate(clean, axis=-1)
+    rgb = opponent_planes_to_rgb(clean, xp=np)
+    del clean
+    if task_output is not None:
+        # A band of rows at a time: no full-size copies in the backend.
+        for top in range(0, rgb.shape[0], _ROWS_PER_BAND):
+            band = slice(top, top + _ROWS_PER_BAND)
+            rgb[band] = np.asarray(
+                task_output([image[None, band], rgb[None, band]])
+            )[0]
+    return rgb
 
 
 def predict_image(model, pixels, tile_size=None, margin=None, progress=None):
