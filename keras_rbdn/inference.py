@@ -17,7 +17,7 @@ sized from the network and the memory available: each tile reaches
 origins are multiples of the network's pooling stride. With a margin at
 least the network's receptive radius (`receptive_radius`) the tiled
 output equals the whole-image output; the default margin, 70% of it,
-stays within 0.006 of a gray level of it on the shipped denoisers, with
+stays within 0.01 of a gray level of it on the shipped denoisers, with
 no seams, while memory stays bounded by the tile size.
 """
 
@@ -244,7 +244,7 @@ def receptive_radius(network):
 # The default tile margin as a fraction of the receptive radius. The
 # influence of far pixels fades long before the radius: with this margin
 # the shipped denoisers' tiled outputs differ from their whole-image
-# outputs by at most 0.006 of a gray level (of 255), and the margins cost
+# outputs by at most 0.01 of a gray level (of 255), and the margins cost
 # 30% fewer pixels (docs/performance.md, "Photos").
 MARGIN_FRACTION = 0.7
 
@@ -305,9 +305,10 @@ def _predict_tiles(predict, network, pixels, tile_size, margin, progress):
             )
         margin = default_margin(network)
     margin = _round_up(int(margin), stride)
+    height, width = pixels.shape[:2]
     if tile_size is None:
         filters = network.filters if network is not None else 64
-        max_pixels = tiling.tile_pixel_budget(filters)
+        max_pixels = tiling.tile_pixel_budget(filters, height * width)
     else:
         smallest = 2 * margin + 2 * stride - 1
         if tile_size < smallest:
@@ -316,7 +317,6 @@ def _predict_tiles(predict, network, pixels, tile_size, margin, progress):
                 f" = {smallest}. Received: tile_size={tile_size}"
             )
         max_pixels = tile_size * tile_size
-    height, width = pixels.shape[:2]
     rows, columns = tiling.plan_tiles(
         height, width, margin, stride, max_pixels, max_side=tile_size
     )
@@ -399,7 +399,7 @@ def predict_image(model, pixels, tile_size=None, margin=None, progress=None):
     with a margin of the receptive radius the tiled result equals the
     whole-image result up to floating-point rounding, and with the
     default, `MARGIN_FRACTION` of it, the shipped denoisers stay within
-    0.006 of a gray level (of 255) of it. Of the tilings
+    0.01 of a gray level (of 255) of it. Of the tilings
     that fit, the one that computes the fewest pixels is used
     (`keras_rbdn.tiling`).
 

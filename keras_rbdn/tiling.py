@@ -25,10 +25,15 @@ CALL_COST_PIXELS = 16384
 # with TensorFlow on a CPU, tiles of 0.26 to 4.2 MP.
 BYTES_PER_PIXEL_PER_FILTER = 14
 
-# The largest tile, in pixels, whatever the memory: larger tiles compute
-# no faster per pixel, and this keeps a 64-filter network's tile under
-# 1 GB (docs/performance.md, "Photos").
+# The largest tile, in pixels, whatever the memory: it keeps a 64-filter
+# network's tile near 1.3 GB (docs/performance.md, "Photos").
 MAX_TILE_PIXELS = 1536 * 1024
+
+# Images up to this many pixels get tiles of up to `MAX_TILE_PIXELS`;
+# larger ones, whose own arrays (input, ensemble sum, output, opponent
+# planes) take memory too, get tiles smaller in proportion: a 24 MP RGB
+# photo then runs within 4 GB.
+FULL_TILES_UP_TO = 12_000_000
 
 
 def available_memory():
@@ -46,26 +51,31 @@ def available_memory():
     return None
 
 
-def tile_pixel_budget(filters, memory=None):
+def tile_pixel_budget(filters, image_pixels=0, memory=None):
     """The most pixels a tile may have for a network of `filters` filters.
 
     A quarter of the available memory (`memory`, default
-    `available_memory()`) for the tile's activations, and at most
-    `MAX_TILE_PIXELS`.
+    `available_memory()`) for the tile's activations, at most
+    `MAX_TILE_PIXELS`, and less in proportion for images of more than
+    `FULL_TILES_UP_TO` pixels.
 
     Args:
         filters: int. Feature maps of the network's hidden layers.
+        image_pixels: int. Pixels of the image. Defaults to `0`.
         memory: int or `None`. Bytes available. Defaults to `None`: the
             machine's available memory.
 
     Returns:
-        An int.
+        An int, at least 65,536.
     """
+    budget = MAX_TILE_PIXELS
+    if image_pixels > FULL_TILES_UP_TO:
+        budget = MAX_TILE_PIXELS * FULL_TILES_UP_TO // image_pixels
     memory = available_memory() if memory is None else memory
-    if memory is None:
-        return MAX_TILE_PIXELS
-    per_pixel = BYTES_PER_PIXEL_PER_FILTER * max(int(filters), 1)
-    return max(min(MAX_TILE_PIXELS, memory // 4 // per_pixel), 1 << 16)
+    if memory is not None:
+        per_pixel = BYTES_PER_PIXEL_PER_FILTER * max(int(filters), 1)
+        budget = min(budget, memory // 4 // per_pixel)
+    return max(budget, 1 << 16)
 
 
 def _axis_length(length, count, margin, stride):

@@ -78,3 +78,8 @@ def test_budget_follows_memory_and_filters():
         tiling.MAX_TILE_PIXELS
     )
     assert tiling.tile_pixel_budget(16, memory=gigabyte) > small
+    # Twice the pixels of FULL_TILES_UP_TO: tiles of half the pixels.
+    large = tiling.tile_pixel_budget(
+        64, 2 * tiling.FULL_TILES_UP_TO, memory=64 * gigabyte
+    )
+    assert large == tiling.MAX_TILE_PIXELS // 2
