@@ -264,10 +264,7 @@ def report(args, argv, start, load_before, results, quiet=False):
     lines = [
         f"# Photo speed: `keras-rbdn denoise`'s default path, {backend}",
         "",
-        f"- command: `KERAS_BACKEND={backend} python "
-        "benchmarks/photo_speed.py "
-        + " ".join(sys.argv[1:] if argv is None else argv)
-        + "`",
+        speed.command_line("photo_speed.py", argv),
         *speed.environment_lines(start),
         f"- photos: chelsea.png resized to 4:3, noise sigma {SIGMA:g}; "
         "shipped models folded (`fold_batch_norm`), "

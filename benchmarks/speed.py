@@ -268,6 +268,16 @@ def environment_lines(start):
     ]
 
 
+def command_line(script, argv):
+    """The report line with the command that ran `benchmarks/<script>`
+    (`argv`, or the process's arguments when `None`)."""
+    arguments = " ".join(sys.argv[1:] if argv is None else argv)
+    return (
+        f"- command: `KERAS_BACKEND={keras.backend.backend()} python "
+        f"benchmarks/{script} {arguments}`"
+    )
+
+
 def require_backend(script, backend, reason):
     """Exits with a one-line message unless Keras runs on `backend`."""
     received = keras.backend.backend()

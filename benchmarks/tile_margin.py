@@ -17,7 +17,6 @@ Run from the repository root:
 import argparse
 import datetime
 import os
-import sys
 
 import keras
 import numpy as np
@@ -102,10 +101,7 @@ def main(argv=None):
     lines = [
         f"# Tiled against whole-image inference per tile margin, {backend}",
         "",
-        f"- command: `KERAS_BACKEND={backend} python benchmarks/"
-        "tile_margin.py "
-        + " ".join(sys.argv[1:] if argv is None else argv)
-        + "`",
+        speed.command_line("tile_margin.py", argv),
         *speed.environment_lines(start),
         f"- image: {args.size}x{args.size}, {source}, noise sigma "
         f"{SIGMA:g}; tiles with a {CORE}-pixel core; differences in gray "

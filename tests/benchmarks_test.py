@@ -30,6 +30,7 @@ import denoise_options  # noqa: E402
 import dncnn  # noqa: E402
 import layer_profile  # noqa: E402
 import mixed_precision  # noqa: E402
+import photo_memory  # noqa: E402
 import photo_speed  # noqa: E402
 import speed  # noqa: E402
 import tile_margin  # noqa: E402
@@ -683,3 +684,17 @@ def test_tile_margin_reports_each_margin(tmp_path, monkeypatch):
     rows = dict(re.findall(r"^\| (\d+) \| ([0-9.]+) \|", report, re.M))
     # The full radius (112) is exact; 16 pixels of context are not.
     assert float(rows["112"]) < 1e-3 < float(rows["16"])
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_photo_memory_runs_the_command_once_per_tile_shape(capsys):
+    predict = keras.Model.predict_on_batch
+    assert photo_memory.main(["--megapixels", "0.01", "--ensemble", "2"]) == 0
+    assert keras.Model.predict_on_batch is predict  # Restored.
+    assert re.search(
+        r"^rgb 0.01 MP, ensemble 2: peak resident memory [0-9.]+ GB "
+        r"\(exit status 0,",
+        capsys.readouterr().out,
+        re.M,
+    )
