@@ -521,14 +521,10 @@ def apply_model(
         planes = 3 if pixels.shape[-1] > model.input_shape[-1] else 1
         passes = ensemble * planes * network_passes(model)
         bar = progress_bar(
-            passes * pixels.shape[0] * pixels.shape[1] / 1e6,
+            passes * pixels.shape[0] * pixels.shape[1],
             progress if isinstance(progress, str) else None,
         )
-
-    def count(done):
-        bar.update(done / 1e6)
-
-    counter = count if bar is not None else None
+    counter = bar.update if bar is not None else None
 
     def run(image):
         return self_ensemble(

@@ -5,17 +5,18 @@ import sys
 
 
 def progress_bar(total, description=None, leave=False):
-    """A tqdm bar on stderr that counts megapixels of network passes.
+    """A tqdm bar on stderr that counts pixels of network passes, shown in
+    megapixels.
 
     Args:
-        total: float. Megapixels the work will count.
+        total: int. Pixels the work will count.
         description: str or `None`. Text before the bar. Defaults to
             `None`.
         leave: bool. Whether the finished bar stays on screen. Defaults
             to `False`: it is cleared.
 
     Returns:
-        A `tqdm.tqdm` bar: `update(megapixels)`, then `close()`.
+        A `tqdm.tqdm` bar: `update(pixels)`, then `close()`.
     """
     from tqdm import tqdm
 
@@ -23,6 +24,7 @@ def progress_bar(total, description=None, leave=False):
         total=total,
         desc=description,
         unit="MP",
+        unit_scale=1e-6,
         file=sys.stderr,
         leave=leave,
         dynamic_ncols=True,
