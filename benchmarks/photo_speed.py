@@ -262,10 +262,12 @@ def report(args, argv, start, load_before, results, quiet=False):
     """Writes (and unless `quiet` prints) the Markdown report so far."""
     backend = keras.backend.backend()
     lines = [
-        f"# Photo speed: `keras-rbdn denoise`'s default path, {backend}",
-        "",
-        speed.command_line("photo_speed.py", argv),
-        *speed.environment_lines(start),
+        *speed.report_header(
+            "Photo speed: `keras-rbdn denoise`'s default path",
+            "photo_speed.py",
+            argv,
+            start,
+        ),
         f"- photos: chelsea.png resized to 4:3, noise sigma {SIGMA:g}; "
         "shipped models folded (`fold_batch_norm`), "
         "`inference.apply_model` with its default tiles; one cold call "

@@ -99,10 +99,12 @@ def main(argv=None):
     noisy_rgb = clean + rng.normal(scale=SIGMA / 255, size=clean.shape)
     backend = keras.backend.backend()
     lines = [
-        f"# Tiled against whole-image inference per tile margin, {backend}",
-        "",
-        speed.command_line("tile_margin.py", argv),
-        *speed.environment_lines(start),
+        *speed.report_header(
+            "Tiled against whole-image inference per tile margin",
+            "tile_margin.py",
+            argv,
+            start,
+        ),
         f"- image: {args.size}x{args.size}, {source}, noise sigma "
         f"{SIGMA:g}; tiles with a {CORE}-pixel core; differences in gray "
         "levels of 255",

@@ -12,7 +12,8 @@ denoiser `denoise_color` on RGB images where the install ships it; a gray
 model denoises an RGB image in the opponent color space (`--color-space`),
 and the model is
 averaged over 4 flips and rotations of each image unless `--ensemble`
-says otherwise. Outputs are written
+says otherwise. On a terminal, a progress bar on stderr shows the time
+left (`--quiet`: none). Outputs are written
 atomically and never replace an existing file without `--overwrite`; the
 input is never modified. Errors are one line on stderr and a non-zero exit
 status.
