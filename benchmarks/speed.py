@@ -268,6 +268,21 @@ def environment_lines(start):
     ]
 
 
+def report_header(title, script, argv, start):
+    """A report's first lines: `# <title>, <backend>`, the command that
+    ran `benchmarks/<script>` (`argv`, or the process's arguments when
+    `None`) and `environment_lines(start)`."""
+    backend = keras.backend.backend()
+    arguments = " ".join(sys.argv[1:] if argv is None else argv)
+    return [
+        f"# {title}, {backend}",
+        "",
+        f"- command: `KERAS_BACKEND={backend} python benchmarks/{script} "
+        f"{arguments}`",
+        *environment_lines(start),
+    ]
+
+
 def require_backend(script, backend, reason):
     """Exits with a one-line message unless Keras runs on `backend`."""
     received = keras.backend.backend()

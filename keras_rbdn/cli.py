@@ -18,13 +18,15 @@ denoiser `denoise_color` on RGB images where the install ships it; a gray
 model denoises an RGB image in the opponent color space (`--color-space`),
 and the model is
 averaged over 4 flips and rotations of each image unless `--ensemble`
-says otherwise. Outputs are written
+says otherwise. On a terminal, a progress bar on stderr shows the time
+left (`--quiet`: none). Outputs are written
 atomically and never replace an existing file without `--overwrite`; the
 input is never modified. Errors are one line on stderr and a non-zero exit
 status.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -117,13 +119,14 @@ def _add_precision_flag(parser):
     )
 
 
-def _add_fold_flag(parser, use):
+def _add_fold_flag(parser, use, default=False):
     parser.add_argument(
         "--fold-batch-norm",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=default,
         help="fold batch normalization into the convolutions: about 15%% "
         f"faster {use} with TensorFlow on a CPU, the same function up to "
-        "float rounding",
+        f"float rounding (default: {'on' if default else 'off'})",
     )
 
 
@@ -176,6 +179,42 @@ def _default_model(command, default_model, channels):
     return default_model
 
 
+class _AboveTheBars:
+    """A stdout whose lines print above the progress bars on stderr."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.pending = ""
+
+    def write(self, text):
+        from tqdm import tqdm
+
+        self.pending += text
+        if "\n" in self.pending:
+            lines, self.pending = self.pending.rsplit("\n", 1)
+            with tqdm.external_write_mode(file=sys.stderr):
+                self.stream.write(lines + "\n")
+                self.stream.flush()
+
+    def flush(self):
+        self.stream.flush()
+
+
+def _files(jobs, show):
+    """Yields `(number, job)` pairs; with `show` and several jobs, under a
+    bar over the files, with stdout printed above it."""
+    from tqdm import tqdm
+
+    if not show or len(jobs) < 2:
+        yield from enumerate(jobs, start=1)
+        return
+    bar = tqdm(total=len(jobs), desc="files", unit="file", file=sys.stderr)
+    with bar, contextlib.redirect_stdout(_AboveTheBars(sys.stdout)):
+        for number, job in enumerate(jobs, start=1):
+            yield number, job
+            bar.update()
+
+
 def _run_images(args):
     from keras_rbdn import inference
 
@@ -203,15 +242,18 @@ def _run_images(args):
         image = inference.read_image(input_path)
         jobs.append((input_path, output_path, image))
     models = {}
-    for input_path, output_path, image in jobs:
+    show = not args.quiet and sys.stderr.isatty()
+    for index, (input_path, output_path, image) in _files(jobs, show):
         name = args.model or _default_model(
             args.command, default_model, image.channels
         )
         if name not in models:
             models[name] = _load_model(args, name, args.task or default_task)
+        label = f"[{index}/{len(jobs)}] {os.path.basename(input_path)}"
         pixels = inference.apply_model(
             models[name],
             image.pixels,
+            progress=show and label,
             tile_size=args.tile_size,
             color_space=args.color_space,
             ensemble=args.ensemble,
@@ -306,7 +348,12 @@ def _parser():
         sub.add_argument(
             "--task", help="task of a bare RBDN in a .keras --model file"
         )
-        sub.add_argument("--tile-size", type=int, default=1024)
+        sub.add_argument(
+            "--tile-size",
+            type=int,
+            help="largest tile side (default: tiles sized from the image "
+            "and the memory available)",
+        )
         sub.add_argument(
             "--quality",
             type=_quality,
@@ -317,9 +364,14 @@ def _parser():
         )
         _add_ensemble_flag(sub, DEFAULT_ENSEMBLE)
         _add_color_space_flag(sub)
-        _add_fold_flag(sub, "inference")
+        _add_fold_flag(sub, "inference", default=True)
         _add_precision_flag(sub)
         sub.add_argument("--overwrite", action="store_true")
+        sub.add_argument(
+            "--quiet",
+            action="store_true",
+            help="no progress bar (it shows only when stderr is a terminal)",
+        )
         sub.set_defaults(handler=_run_images)
 
     sub = commands.add_parser(

@@ -30,7 +30,10 @@ import denoise_options  # noqa: E402
 import dncnn  # noqa: E402
 import layer_profile  # noqa: E402
 import mixed_precision  # noqa: E402
+import photo_memory  # noqa: E402
+import photo_speed  # noqa: E402
 import speed  # noqa: E402
+import tile_margin  # noqa: E402
 import torch_batch_norm  # noqa: E402
 import torch_profile  # noqa: E402
 import variants  # noqa: E402
@@ -638,3 +641,60 @@ def test_denoise_options_times_every_option_of_the_shipped_models(
     ]
     assert [label for label, _, _ in rows] == expected
     assert all(float(seconds) > 0 for _, seconds, _ in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_photo_speed_reports_every_case(tmp_path):
+    output = tmp_path / "photo.md"
+    photo_speed.main(
+        ["--in-process", "--sizes", "0.01", "--ensembles", "1", "2",
+         "--reference-size", "48", "--repeats", "1", "--output", str(output)]
+    )  # fmt: skip
+    report = output.read_text()
+    rows = re.findall(
+        r"^\| (gray|rgb) 115x86 \(0.0 MP\) \| `(\w+)` \| (\d) \| "
+        r"([0-9.]+) \| [0-9.]+ \| [0-9.]+ \| \*\*([0-9.]+)\*\* \| "
+        r"[0-9.]+ \| [0-9.]+ \|$",
+        report,
+        re.M,
+    )
+    rgb_model = keras_rbdn.cli._default_model("denoise", "denoise", 3)
+    assert [row[:3] for row in rows] == [
+        ("gray", "denoise", "1"),
+        ("gray", "denoise", "2"),
+        ("rgb", rgb_model, "1"),
+        ("rgb", rgb_model, "2"),
+    ]
+    assert all(float(row[4]) > 0 for row in rows)
+    assert photo_speed.machine_name() in ("epyc", "xeon") or report
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_tile_margin_reports_each_margin(tmp_path, monkeypatch):
+    monkeypatch.setattr(tile_margin, "CORE", 32)  # Tiles of 95 or less.
+    output = tmp_path / "margin.md"
+    tile_margin.main(
+        ["--data", str(tmp_path / "none"), "--size", "96", "--margins",
+         "16", "112", "--models", "denoise", "--output", str(output)]
+    )  # fmt: skip
+    report = output.read_text()
+    assert "chelsea.png resized" in report
+    rows = dict(re.findall(r"^\| (\d+) \| ([0-9.]+) \|", report, re.M))
+    # The full radius (112) is exact; 16 pixels of context are not.
+    assert float(rows["112"]) < 1e-3 < float(rows["16"])
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_photo_memory_runs_the_command_once_per_tile_shape(capsys):
+    predict = keras.Model.predict_on_batch
+    assert photo_memory.main(["--megapixels", "0.01", "--ensemble", "2"]) == 0
+    assert keras.Model.predict_on_batch is predict  # Restored.
+    assert re.search(
+        r"^rgb 0.01 MP, ensemble 2: peak resident memory [0-9.]+ GB "
+        r"\(exit status 0,",
+        capsys.readouterr().out,
+        re.M,
+    )

@@ -71,16 +71,37 @@ class DenoiseCommandTest:
         source = tmp_path / "gray.png"
         Image.fromarray(pixels).save(source)
         outputs = {}
-        for flags in ([], ["--fold-batch-norm"]):
+        for flags in ([], ["--no-fold-batch-norm"]):
             output = tmp_path / f"out{len(flags)}.png"
             arguments = ["denoise", str(source), "-o", str(output)]
             assert cli.main(arguments + ["--model", model_file] + flags) == 0
             outputs[len(flags)] = np.asarray(Image.open(output), "int32")
-        (model,) = folded  # Only with the flag.
+        (model,) = folded  # By default, not with --no-fold-batch-norm.
         (network,) = keras_rbdn.inference.rbdns_in(model)
         assert network.batch_norm is False
         # Same function up to float rounding: at most one 8-bit level.
         assert np.abs(outputs[0] - outputs[1]).max() <= 1
+
+    @pytest.mark.parametrize("quiet", [False, True])
+    def test_progress_on_a_terminal_unless_quiet(
+        self, tmp_path, model_file, capsys, monkeypatch, quiet
+    ):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        sources = [tmp_path / "a.png", tmp_path / "b.png"]
+        for source in sources:
+            Image.fromarray(np.zeros((24, 32), "uint8")).save(source)
+        arguments = ["denoise", *map(str, sources), "--model", model_file]
+        assert cli.main(arguments + ["--quiet"] * quiet) == 0
+        error = capsys.readouterr().err
+        if quiet:
+            assert error == ""
+            return
+        # A bar over the files, one per image, then a summary line each.
+        assert "files: 100%" in error and "[2/2] b.png:   0%|" in error
+        summary = re.findall(
+            r"\[(\d)/2\] \w\.png: 32x24 gray, \S+ s, \S+ MP/s\n", error
+        )
+        assert summary == ["1", "2"], error
 
     def test_precision_builds_the_shipped_model_in_it(
         self, tmp_path, monkeypatch

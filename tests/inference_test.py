@@ -29,8 +29,11 @@ class TiledInferenceTest:
         network = small_rbdn(branches=2)
         image = np.random.default_rng(1).random((260, 230, 1), "float32")
         whole = np.asarray(network.predict_on_batch(image[None]))[0]
-        tiled = inference.predict_image(network, image, tile_size=192)
-        # Tiles of 192 with a margin of 48: 3 x 3 tiles, every cut inside.
+        radius = inference.receptive_radius(network)
+        tiled = inference.predict_image(
+            network, image, tile_size=192, margin=radius
+        )
+        # Tiles of at most 192 with a margin of 48: every cut inside.
         interior = (slice(48, -48), slice(48, -48))
         np.testing.assert_allclose(tiled[interior], whole[interior], atol=1e-4)
         np.testing.assert_allclose(tiled, whole, atol=1e-4)
@@ -59,59 +62,52 @@ class TiledInferenceTest:
         assert np.abs(rows - center).max() <= radius
         assert np.abs(cols - center).max() <= radius
 
-    @pytest.mark.parametrize("shape", [(33, 21), (1, 1), (17, 64)])
-    def test_odd_sizes_keep_their_shape(self, shape):
-        network = small_rbdn(branches=2)
-        image = np.random.default_rng(3).random(shape + (1,), "float32")
-        output = inference.predict_image(network, image)
-        assert output.shape == shape + (1,)
-
-    def test_gray_model_on_rgb_per_channel(self):
+    def test_edge_tiles_take_the_shape_of_the_others(self, monkeypatch):
+        # 101 x 75 is no multiple of the stride 4: the last tile of each
+        # row and column moves inward to end at the edge, in one shape.
         network = small_rbdn(branches=1)
-        image = np.random.default_rng(4).random((20, 24, 3), "float32")
-        output = inference.apply_model(
-            network, image, color_space="per_channel"
-        )
-        assert output.shape == (20, 24, 3)
-        for channel in range(3):
-            expected = np.asarray(
-                network.predict_on_batch(
-                    image[None, ..., channel : channel + 1]
-                )
-            )[0, ..., 0]
-            np.testing.assert_allclose(
-                output[..., channel], expected, atol=1e-5
-            )
+        image = np.random.default_rng(7).random((101, 75, 1), "float32")
+        whole = np.asarray(network.predict_on_batch(image[None]))[0]
+        shapes = []
+        predict = network.predict_on_batch
 
-    def test_gray_model_on_rgb_in_the_opponent_space_by_default(self):
-        # Reference: the three opponent planes (Y / sqrt3, U + 1/2,
-        # V + 1/2) through the network, rotated back with the transpose.
+        def spy(tiles):
+            shapes.append(tiles.shape)
+            return predict(tiles)
+
+        monkeypatch.setattr(network, "predict_on_batch", spy)
+        done = []
+        tiled = inference.predict_image(
+            network,
+            image,
+            tile_size=60,
+            margin=inference.receptive_radius(network),
+            progress=done.append,
+        )
+        assert len(shapes) >= 4 and len(set(shapes)) == 1, shapes
+        assert max(shapes[0][1:3]) <= 60
+        np.testing.assert_allclose(tiled, whole, atol=1e-5)
+        assert sum(done) == 101 * 75  # Each output pixel counted once.
+
+    def test_progress_bar_counts_every_pass(self, capsys, monkeypatch):
+        from keras_rbdn import progress
+
+        bars = []
+
+        def keep(*args, **kwargs):
+            bars.append(progress_bar(*args, **kwargs))
+            return bars[-1]
+
+        progress_bar = progress.progress_bar
+        monkeypatch.setattr(progress, "progress_bar", keep)
         network = small_rbdn(branches=1)
-        image = np.random.default_rng(5).random((20, 24, 3), "float32")
-        r, g, b = np.moveaxis(image.astype("float64"), -1, 0)
-        planes = [(r + g + b) / 3, (r - b) / 2**0.5 + 0.5]
-        planes.append((r - 2 * g + b) / 6**0.5 + 0.5)
-        y, u, v = (
-            np.asarray(
-                network.predict_on_batch(
-                    plane[None, ..., None].astype("float32")
-                )
-            )[0, ..., 0]
-            for plane in planes
-        )
-        y, u, v = y * 3**0.5, u - 0.5, v - 0.5
-        expected = np.stack(
-            [
-                y / 3**0.5 + u / 2**0.5 + v / 6**0.5,
-                y / 3**0.5 - 2 * v / 6**0.5,
-                y / 3**0.5 - u / 2**0.5 + v / 6**0.5,
-            ],
-            axis=-1,
-        )
-        output = inference.apply_model(network, image)
-        np.testing.assert_allclose(output, expected, atol=1e-5)
+        image = np.random.default_rng(8).random((200, 250, 3), "float32")
+        inference.apply_model(network, image, ensemble=2, progress="photo")
+        # 2 orientations x 3 opponent planes x 0.05 MP, all counted.
+        (bar,) = bars
+        assert bar.total == bar.n == 2 * 3 * 200 * 250
+        assert "| 0/0.3 MP [" in capsys.readouterr().err
 
-    @pytest.mark.slow
     @pytest.mark.parametrize("color_space", ["opponent", "per_channel"])
     def test_ensemble_tiled_equals_whole_image(self, color_space):
         network = small_rbdn(branches=2)
@@ -123,6 +119,7 @@ class TiledInferenceTest:
             network,
             image,
             tile_size=192,
+            margin=inference.receptive_radius(network),
             color_space=color_space,
             ensemble=8,
         )

@@ -110,37 +110,22 @@ def test_keras_file_and_weights_round_trip(tmp_path):
 
 
 @pytest.mark.backend_independent  # The margin; the model runs everywhere.
-def test_tiled_equals_whole_image():
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_two_tiled_passes_equal_the_whole_model(wrapped):
     small = {**TINY, "kernel_size": 3}  # A small radius: small tiles.
     model = OpponentDenoiser(**small)
     model.load_gray(random_gray(**small))
     use_the_guide(model)
-    image_model = keras_rbdn.image_model(model, "denoise")
+    if wrapped:
+        model = keras_rbdn.image_model(model, "denoise")
     image = rgb_images((1, 200, 190, 3))[0]
-    radius = keras_rbdn.inference.receptive_radius(model)
-    assert radius == 2 * keras_rbdn.inference.receptive_radius(model.luma)
-    whole = keras_rbdn.inference.predict_image(image_model, image)
-    # Margins of the radius rounded up to the stride 4; 3 x 3 tiles.
-    tile_size = 2 * (radius + 3) + 80
+    whole = np.asarray(model.predict_on_batch(image[None]))[0]
+    # Each pass keeps the margin of its own RBDN, half of the model's
+    # radius (rounded up to the stride: 20): tiles of at most 70 pixels.
+    network = keras_rbdn.inference.find_network(model)
+    radius = keras_rbdn.inference.receptive_radius(network.luma)
+    assert radius == 18
     tiled = keras_rbdn.inference.predict_image(
-        image_model, image, tile_size=tile_size
+        model, image, tile_size=70, margin=radius
     )
-    assert tile_size < 190
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
-
-
-def test_fold_batch_norm_keeps_the_function():
-    model = OpponentDenoiser(**TINY)
-    model.load_gray(random_gray())
-    use_the_guide(model)
-    image_model = keras_rbdn.image_model(model, "denoise")
-    folded = keras_rbdn.fold_batch_norm(image_model)
-    folded_network = keras_rbdn.inference.find_network(folded)
-    assert isinstance(folded_network, OpponentDenoiser)
-    assert not folded_network.batch_norm
-    images = rgb_images()
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(folded(images)),
-        keras.ops.convert_to_numpy(image_model(images)),
-        atol=1e-4,
-    )
