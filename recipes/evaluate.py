@@ -241,7 +241,7 @@ def color_denoising_section(args):
 
 # Inputs lit within this many degrees of frontal (azimuth and elevation):
 # already close to the target, they should not come out worse.
-NEAR_FRONTAL_DEGREES = 15
+NEAR_FRONTAL_DEGREES = keras_rbdn.data.NEAR_FRONTAL_DEGREES
 
 
 def relighting_section(args):

@@ -16,6 +16,12 @@ split is by subject: the validation subjects (a seeded 20% by default,
 written to `split.txt` in the run folder) are never seen in training, so
 the validation PSNR measures generalization to new faces. MSE loss, Adam,
 whole images (192 x 168, or `--image-size` to downscale).
+
+For faces beyond the training subjects: `--augment` flips, shifts and
+scales each pair (input and target alike), `--augment-gain` varies the
+input's brightness; `--include-canonical` adds each subject's identity
+pair and `--frontal-repeats` repeats the pairs lit within 15 degrees of
+frontal, so that the network learns to leave a well-lit face alone.
 """
 
 import os
@@ -28,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 import keras_rbdn  # noqa: E402
 
@@ -55,7 +62,35 @@ def parse_args(argv=None):
         default=None,
         help="validate on an evenly spaced subset this big",
     )
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="random horizontal flips, shifts (up to 3%%) and scales (up to "
+        "5%%) of each training pair, the same for input and target",
+    )
+    parser.add_argument(
+        "--augment-gain",
+        type=float,
+        default=0.0,
+        help="multiply each training input's brightness by a random gain "
+        "in [1 - G, 1 + G] (the target is left as it is)",
+    )
+    parser.add_argument(
+        "--include-canonical",
+        action="store_true",
+        help="also train on each subject's identity pair (the canonically "
+        "lit face to itself)",
+    )
+    parser.add_argument(
+        "--frontal-repeats",
+        type=int,
+        default=1,
+        help="the training pairs lit within 15 degrees of frontal (and the "
+        "identity pairs of --include-canonical) appear this many times",
+    )
     args = parser.parse_args(argv)
+    if args.frontal_repeats < 1:
+        parser.error("--frontal-repeats must be at least 1")
     if args.validation_subjects >= 1:
         args.validation_subjects = int(args.validation_subjects)
     return args
@@ -81,8 +116,22 @@ def make_datasets(args):
         seed=args.seed,
     )
     train_x, train_y = keras_rbdn.data.load_relight_arrays(
-        args.data_dir, train_subjects, **load
+        args.data_dir,
+        train_subjects,
+        include_canonical=args.include_canonical,
+        **load,
     )
+    if args.frontal_repeats > 1:
+        frontal_x, frontal_y = keras_rbdn.data.load_relight_arrays(
+            args.data_dir,
+            train_subjects,
+            include_canonical=args.include_canonical,
+            within_degrees=keras_rbdn.data.NEAR_FRONTAL_DEGREES,
+            **load,
+        )
+        repeats = args.frontal_repeats - 1
+        train_x = np.concatenate([train_x, *[frontal_x] * repeats])
+        train_y = np.concatenate([train_y, *[frontal_y] * repeats])
     validation_x, validation_y = keras_rbdn.data.load_relight_arrays(
         args.data_dir, validation_subjects, **load
     )
@@ -94,8 +143,22 @@ def make_datasets(args):
         f"{len(train_x)} training pairs ({len(train_subjects)} subjects), "
         f"{len(validation_x)} validation pairs ({validation_subjects})"
     )
+    augment = None
+    if args.augment or args.augment_gain:
+        augment = keras_rbdn.data.relight_augmentation(
+            flip=args.augment,
+            shift=0.03 if args.augment else 0.0,
+            scale=0.05 if args.augment else 0.0,
+            gain=args.augment_gain,
+            seed=args.seed,
+        )
     train = keras_rbdn.data.relight_dataset(
-        train_x, train_y, args.batch_size, shuffle=True, seed=args.seed
+        train_x,
+        train_y,
+        args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        augment=augment,
     ).repeat()
     validation = keras_rbdn.data.relight_dataset(
         validation_x, validation_y, args.batch_size

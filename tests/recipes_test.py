@@ -255,6 +255,23 @@ class TrainingRecipesTest:
         assert not train & validation
         assert training.latest_checkpoint(run_dir)[1] == 1
 
+    def test_train_relight_near_frontal_pairs_and_augmentation(
+        self, tmp_path, capsys
+    ):
+        data = yale_folder(tmp_path / "yale")
+        train_relight = recipe("train_relight")
+        args = train_relight.parse_args(
+            [data, "--run-dir", str(tmp_path / "run"), "--batch-size", "4",
+             "--validation-subjects", "1", "--augment", "--augment-gain",
+             "0.1", "--include-canonical", "--frontal-repeats", "3"]
+        )  # fmt: skip
+        train, _ = train_relight.make_datasets(args)
+        # 3 training subjects, each with its A-035E+20 pair, and its
+        # A+010E+00 and identity pairs 3 times.
+        assert "21 training pairs (3 subjects)" in capsys.readouterr().out
+        inputs, targets = next(iter(train))
+        assert inputs.shape == targets.shape == (4, 24, 20, 1)
+
     # `--help` only: argument parsing and imports, no network.
     @pytest.mark.backend_independent
     @pytest.mark.parametrize(

@@ -6,10 +6,12 @@ from keras_rbdn.data.files import read_image
 from keras_rbdn.data.numpy_loader import ImagePairLoader
 from keras_rbdn.data.pipeline import image_dataset
 from keras_rbdn.data.relight import CANONICAL_LIGHTING
+from keras_rbdn.data.relight import NEAR_FRONTAL_DEGREES
 from keras_rbdn.data.relight import lighting_angles
 from keras_rbdn.data.relight import list_relight_pairs
 from keras_rbdn.data.relight import list_relight_subjects
 from keras_rbdn.data.relight import load_relight_arrays
 from keras_rbdn.data.relight import load_relight_split
+from keras_rbdn.data.relight import relight_augmentation
 from keras_rbdn.data.relight import relight_dataset
 from keras_rbdn.data.relight import split_relight_subjects

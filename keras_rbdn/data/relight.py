@@ -17,6 +17,9 @@ import numpy as np
 from PIL import Image
 
 CANONICAL_LIGHTING = "P00A+000E+00"
+# An input lit within this many degrees of frontal, in azimuth and in
+# elevation, is near-frontal: already close to its target.
+NEAR_FRONTAL_DEGREES = 15
 _IMAGE_PATTERN = re.compile(
     r"^(?P<subject>yaleB\d+)_(?P<lighting>P00A[+-]\d{3}E[+-]\d{2})\.png$"
 )
@@ -45,7 +48,9 @@ def list_relight_subjects(directory):
     )
 
 
-def list_relight_pairs(directory, subjects=None, include_canonical=False):
+def list_relight_pairs(
+    directory, subjects=None, include_canonical=False, within_degrees=None
+):
     """Lists the (input, target) image paths of the relighting pairs.
 
     Args:
@@ -54,6 +59,9 @@ def list_relight_pairs(directory, subjects=None, include_canonical=False):
             every subject in `directory`. Defaults to `None`.
         include_canonical: bool. Whether to also pair the canonical image
             with itself (the identity pair). Defaults to `False`.
+        within_degrees: number or `None`. If set, keep only the inputs lit
+            within this many degrees of frontal, in azimuth and in
+            elevation (`lighting_angles`). Defaults to `None` (all).
 
     Returns:
         A list of `(subject, input_path, target_path)` tuples, sorted by
@@ -77,6 +85,10 @@ def list_relight_pairs(directory, subjects=None, include_canonical=False):
             if (
                 match["lighting"] == CANONICAL_LIGHTING
                 and not include_canonical
+            ):
+                continue
+            if within_degrees is not None and (
+                max(map(abs, lighting_angles(name))) > within_degrees
             ):
                 continue
             pairs.append((subject, os.path.join(folder, name), target))
@@ -169,6 +181,7 @@ def load_relight_arrays(
     include_canonical=False,
     lightings_per_subject=None,
     seed=0,
+    within_degrees=None,
 ):
     """Loads relighting pairs as NumPy arrays in [0, 1].
 
@@ -185,12 +198,17 @@ def load_relight_arrays(
             input lightings per subject, drawn with `seed`. Defaults to
             `None` (all).
         seed: int. Seed of the lighting subsample. Defaults to `0`.
+        within_degrees: number or `None`. If set, keep only the inputs lit
+            within this many degrees of frontal (see `list_relight_pairs`).
+            Defaults to `None` (all).
 
     Returns:
         `(inputs, targets)`, float32 arrays of shape
         `(pairs, height, width, 1)`.
     """
-    pairs = list_relight_pairs(directory, subjects, include_canonical)
+    pairs = list_relight_pairs(
+        directory, subjects, include_canonical, within_degrees
+    )
     if lightings_per_subject is not None:
         rng = np.random.default_rng(seed)
         kept = []
@@ -257,7 +275,79 @@ def load_relight_split(
     )
 
 
-def relight_dataset(inputs, targets, batch_size=16, shuffle=False, seed=0):
+def relight_augmentation(flip=True, shift=0.0, scale=0.0, gain=0.0, seed=None):
+    """A `tf.data` map function that augments batches of relighting pairs.
+
+    A new face differs from the training faces in its position, size and
+    albedo. Each pair of a batch gets its own random horizontal flip, shift
+    and scale, the same for the input and its target (the two are stacked
+    as the channels of one image for Keras's preprocessing layers, which
+    fill the borders by reflection); the brightness gain multiplies the
+    input alone (clipped to [0, 1]), since the target is the same face
+    however the input was exposed.
+
+    Args:
+        flip: bool. Whether to flip half the pairs horizontally. Defaults
+            to `True`.
+        shift: float in [0, 1). Largest shift, a fraction of the height and
+            width. Defaults to `0.0`.
+        scale: float in [0, 1). Largest change of scale (zoom in or out),
+            a fraction of the size. Defaults to `0.0`.
+        gain: float in [0, 1). The input's brightness is multiplied by a
+            gain drawn from `[1 - gain, 1 + gain]`. Defaults to `0.0`.
+        seed: int or `None`. Seed of the random draws. Defaults to `None`.
+
+    Returns:
+        A function `(inputs, targets) -> (inputs, targets)` of batches
+        `(batch, height, width, channels)`, for `tf.data.Dataset.map`.
+    """
+    import keras
+    import tensorflow as tf
+
+    for name, value in (("shift", shift), ("scale", scale), ("gain", gain)):
+        if not 0 <= value < 1:
+            raise ValueError(
+                f"`{name}` must be in [0, 1). Received: {name}={value!r}"
+            )
+    # float32 whatever the global dtype policy: these are the images.
+    layers = []
+    if flip:
+        layers.append(
+            keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32")
+        )
+    if shift:
+        layers.append(
+            keras.layers.RandomTranslation(
+                shift, shift, fill_mode="reflect", seed=seed, dtype="float32"
+            )
+        )
+    if scale:
+        layers.append(
+            keras.layers.RandomZoom(
+                scale, fill_mode="reflect", seed=seed, dtype="float32"
+            )
+        )
+    generator = tf.random.Generator.from_seed(0 if seed is None else seed)
+
+    def augment(inputs, targets):
+        channels = inputs.shape[-1]
+        pairs = tf.concat([inputs, targets], axis=-1)
+        for layer in layers:
+            pairs = layer(pairs)
+        inputs, targets = pairs[..., :channels], pairs[..., channels:]
+        if gain:
+            gains = generator.uniform(
+                [tf.shape(inputs)[0], 1, 1, 1], 1 - gain, 1 + gain
+            )
+            inputs = tf.clip_by_value(inputs * gains, 0.0, 1.0)
+        return inputs, targets
+
+    return augment
+
+
+def relight_dataset(
+    inputs, targets, batch_size=16, shuffle=False, seed=0, augment=None
+):
     """Wraps relighting arrays in a batched `tf.data.Dataset`.
 
     Args:
@@ -267,6 +357,8 @@ def relight_dataset(inputs, targets, batch_size=16, shuffle=False, seed=0):
         shuffle: bool. Whether to reshuffle the pairs every epoch. Defaults
             to `False`.
         seed: int. Shuffle seed. Defaults to `0`.
+        augment: callable or `None`. Mapped over the batches, such as
+            `relight_augmentation()`. Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` of `(input, target)` batches.
@@ -278,4 +370,7 @@ def relight_dataset(inputs, targets, batch_size=16, shuffle=False, seed=0):
         dataset = dataset.shuffle(
             len(inputs), seed=seed, reshuffle_each_iteration=True
         )
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -10,6 +10,7 @@ from keras_rbdn.data import list_relight_pairs
 from keras_rbdn.data import list_relight_subjects
 from keras_rbdn.data import load_relight_arrays
 from keras_rbdn.data import load_relight_split
+from keras_rbdn.data import relight_augmentation
 from keras_rbdn.data import relight_dataset
 from keras_rbdn.data import split_relight_subjects
 
@@ -92,6 +93,17 @@ class RelightPairsTest:
         inputs, _ = load_relight_arrays(root, lightings_per_subject=2)
         assert len(inputs) == 2 * len(SUBJECTS)
 
+    def test_within_degrees_keeps_the_near_frontal_lightings(self, fake_yale):
+        root, _ = fake_yale
+        pairs = list_relight_pairs(root, within_degrees=20)
+        assert [os.path.basename(path) for _, path, _ in pairs] == [
+            f"{subject}_P00A-010E-20.png" for subject in SUBJECTS
+        ]
+        inputs, _ = load_relight_arrays(
+            root, ["yaleB01"], include_canonical=True, within_degrees=15
+        )
+        assert len(inputs) == 1  # the identity pair alone
+
     def test_missing_canonical_image(self, fake_yale):
         root, _ = fake_yale
         os.remove(os.path.join(root, "yaleB05", "yaleB05_P00A+000E+00.png"))
@@ -155,6 +167,64 @@ class RelightSplitTest:
         assert sorted(seen.sum(axis=(1, 2, 3))) == pytest.approx(
             sorted(inputs.sum(axis=(1, 2, 3)))
         )
+
+
+class RelightAugmentationTest:
+    def augment(self, inputs, targets, **kwargs):
+        dataset = relight_dataset(
+            inputs, targets, batch_size=len(inputs),
+            augment=relight_augmentation(seed=1, **kwargs),
+        )  # fmt: skip
+        return [np.asarray(batch) for batch in next(iter(dataset))]
+
+    def test_flip_flips_input_and_target_together(self):
+        rng = np.random.default_rng(0)
+        inputs, targets = rng.random((2, 16, 6, 5, 1), dtype="float32")
+        augmented_inputs, augmented_targets = self.augment(inputs, targets)
+        flipped = []
+        pairs = zip(
+            inputs, targets, augmented_inputs, augmented_targets, strict=True
+        )
+        for x, y, augmented_x, augmented_y in pairs:
+            flipped.append(not np.array_equal(augmented_x, x))
+            if flipped[-1]:
+                # NumPy's flip of both images, left to right.
+                x, y = np.flip(x, axis=1), np.flip(y, axis=1)
+            np.testing.assert_array_equal(augmented_x, x)
+            np.testing.assert_array_equal(augmented_y, y)
+        assert 0 < sum(flipped) < len(flipped)
+
+    def test_shift_and_scale_move_input_and_target_together(self):
+        rng = np.random.default_rng(0)
+        images = rng.random((8, 20, 16, 1), dtype="float32")
+        augmented_inputs, augmented_targets = self.augment(
+            images, images, flip=False, shift=0.2, scale=0.2
+        )
+        np.testing.assert_allclose(augmented_inputs, augmented_targets)
+        for image, augmented in zip(images, augmented_inputs, strict=True):
+            assert np.abs(augmented - image).mean() > 0.05
+
+    def test_gain_changes_the_input_only(self):
+        rng = np.random.default_rng(0)
+        inputs, targets = rng.random((2, 8, 6, 5, 1), dtype="float32")
+        inputs[0] = 1.0
+        augmented_inputs, augmented_targets = self.augment(
+            inputs, targets, flip=False, gain=0.2
+        )
+        np.testing.assert_array_equal(augmented_targets, targets)
+        assert augmented_inputs.max() <= 1.0
+        gains = augmented_inputs[1:, 0, 0, 0] / inputs[1:, 0, 0, 0]
+        assert np.all((0.8 <= gains) & (gains <= 1.2))
+        assert np.ptp(gains) > 0.01  # one gain per image
+        np.testing.assert_allclose(
+            augmented_inputs[1:],
+            np.clip(inputs[1:] * gains[:, None, None, None], 0, 1),
+            rtol=1e-6,
+        )
+
+    def test_rejects_bad_ranges(self):
+        with pytest.raises(ValueError, match="`gain` must be in"):
+            relight_augmentation(gain=1.5)
 
 
 @pytest.mark.skipif(
