@@ -259,13 +259,13 @@ def relighting_section(args):
     pairs = keras_rbdn.data.list_relight_pairs(directory, held_out)
     pairs = pairs[: len(inputs)]
     pair_subjects = np.array([subject for subject, _, _ in pairs])
-    near_frontal = np.array(
-        [
-            max(map(abs, keras_rbdn.data.lighting_angles(path)))
-            <= NEAR_FRONTAL_DEGREES
-            for _, path, _ in pairs
-        ]
-    )
+    frontal_paths = {
+        path
+        for _, path, _ in keras_rbdn.data.list_relight_pairs(
+            directory, held_out, within_degrees=NEAR_FRONTAL_DEGREES
+        )
+    }
+    near_frontal = np.array([path in frontal_paths for _, path, _ in pairs])
     lines = [
         "## Relighting (held-out Yale B subjects)\n",
         f"{len(inputs)} pairs of subjects {', '.join(held_out)}.\n",
