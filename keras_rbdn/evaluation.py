@@ -23,6 +23,8 @@ from keras_rbdn.layers.noise import quantize_8bit
 
 DENOISE_SETS = ("bsd68", "set12")
 DENOISE_SIGMAS = (15, 25, 50)
+# The noise protocols of evaluation: every noisy image as it is, or every
+# one clipped and rounded to 8 bits.
 NOISE_PROTOCOLS = ("float", "uint8")
 
 # Quoted, not measured here: BSD68 PSNR (dB) at sigma 15 / 25 / 50 from the

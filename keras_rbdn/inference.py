@@ -24,6 +24,7 @@ stays within 0.01 of a gray level of it on the shipped denoisers, with
 no seams, while memory stays bounded by the tile size.
 """
 
+import functools
 import math
 import os
 import sys
@@ -256,33 +257,31 @@ def _predict_opponent(parts, pixels, tile_size, margin, progress):
     chroma plane guided by the cleaned luminance."""
     from keras_rbdn.layers.color import opponent_planes_to_rgb
     from keras_rbdn.layers.color import rgb_to_opponent_planes
+    from keras_rbdn.models.opponent_denoiser import clean_opponent_planes
     from keras_rbdn.models.tasks import get_task
 
     task_input, denoiser, task_output = parts
     image = pixels  # In NumPy: no copy where the task reads the image.
     if task_input is not None:
         image = get_task(task_input.task).to_network_input(pixels, xp=np)
-    planes = rgb_to_opponent_planes(image, xp=np)
-    luma, chroma = denoiser.luma, denoiser.chroma
-    clean = [
-        _predict_tiles(
-            luma.predict_on_batch,
-            luma,
-            planes[..., :1],
-            tile_size,
-            margin,
-            progress,
+
+    def tiled(network):
+        return functools.partial(
+            _predict_tiles,
+            network.predict_on_batch,
+            network,
+            tile_size=tile_size,
+            margin=margin,
+            progress=progress,
         )
-    ]
-    for index in (1, 2):
-        plane = planes[..., index : index + 1]
-        guided = np.concatenate([plane, clean[0]], axis=-1)
-        correction = _predict_tiles(
-            chroma.predict_on_batch, chroma, guided, tile_size, margin, progress
-        )
-        clean.append(plane + correction)
-    del planes, guided
-    clean = np.concatenate(clean, axis=-1)
+
+    clean = clean_opponent_planes(
+        rgb_to_opponent_planes(image, xp=np),
+        tiled(denoiser.luma),
+        tiled(denoiser.chroma),
+        np.concatenate,
+        np.add,
+    )
     rgb = opponent_planes_to_rgb(clean, xp=np)
     del clean
     if task_output is not None:

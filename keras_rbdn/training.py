@@ -746,6 +746,33 @@ def fit(
     return model, history
 
 
+def batch_norm_layers(model):
+    """Every `BatchNormalization` layer inside `model`, nested ones too."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+def freeze_batch_norm(model):
+    """Makes every batch normalization in `model` non-trainable.
+
+    A non-trainable `BatchNormalization` runs in inference mode, in
+    training too: it normalizes with its moving statistics and leaves
+    them as they are. Fine-tuning a trained network this way starts from
+    its exact function, whatever the batch and crop size (the batch
+    statistics of small batches differ from the moving ones).
+
+    Returns:
+        The number of layers frozen.
+    """
+    layers = batch_norm_layers(model)
+    for layer in layers:
+        layer.trainable = False
+    return len(layers)
+
+
 def recalibrate_batch_norm(model, batches):
     """Re-estimates every batch normalization's statistics ("precise BN").
 
@@ -765,11 +792,7 @@ def recalibrate_batch_norm(model, batches):
     Returns:
         The number of batches used.
     """
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    layers = batch_norm_layers(model)
     momenta = [layer.momentum for layer in layers]
     count = 0
     try:

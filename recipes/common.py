@@ -100,6 +100,13 @@ def training_parser(
         "same architecture, such as a shipped model's) instead of a random "
         "initialization; a checkpoint in --run-dir still takes precedence",
     )
+    parser.add_argument(
+        "--freeze-batch-norm",
+        action="store_true",
+        help="keep every batch normalization in inference mode, with its "
+        "statistics as they are (fine-tuning from --init-weights); no "
+        "recalibration before --export",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", default="auto")
     return parser
@@ -138,6 +145,8 @@ def build_network(args, task, **overrides):
     )
     if args.init_weights:
         keras_rbdn.weights_files.load_weights(network, args.init_weights)
+    if args.freeze_batch_norm:
+        keras_rbdn.training.freeze_batch_norm(network)
     return network
 
 
@@ -192,7 +201,9 @@ def train_and_export(args, build_model, train, validation):
             model,
             args.export,
             recalibration_data=train,
-            recalibrate_batches=args.recalibrate_batches,
+            recalibrate_batches=(
+                0 if args.freeze_batch_norm else args.recalibrate_batches
+            ),
         )
         print(f"Wrote {args.export}")
     return model

@@ -92,8 +92,7 @@ def parse_args(argv=None):
         "--bm3d-limit",
         type=int,
         default=None,
-        help="first N images of each set for BM3D and CBM3D, which are "
-        "slow",
+        help="first N images of each set for BM3D and CBM3D, which are slow",
     )
     parser.add_argument("--validation-subjects", type=float, default=0.2)
     parser.add_argument("--relight-seed", type=int, default=0)

@@ -67,7 +67,7 @@ def parse_args(argv=None):
     parser.add_argument("--sigma-max", type=float, default=50.0)
     parser.add_argument(
         "--noise-protocol",
-        choices=tuple(keras_rbdn.layers.noise.NOISE_PROTOCOLS),
+        choices=tuple(keras_rbdn.layers.noise.QUANTIZED_FRACTIONS),
         default="float",
         help="float: noise not clipped (the papers'); uint8: the noisy "
         "crops clipped to [0, 1] and rounded to 8 bits, as in a user's "
@@ -155,7 +155,7 @@ def make_datasets(args):
     )
     # As in training: with `uint8` every crop, with `mixed` every other
     # one, clipped and rounded to 8 bits.
-    fraction = keras_rbdn.layers.noise.NOISE_PROTOCOLS[args.noise_protocol]
+    fraction = keras_rbdn.layers.noise.QUANTIZED_FRACTIONS[args.noise_protocol]
     if fraction:
         step = round(1 / fraction)
         noisy[::step] = keras_rbdn.layers.noise.quantize_8bit(noisy[::step])
@@ -235,9 +235,7 @@ def build_color_network(args):
     )
     network.load_gray(gray)
     network.luma.trainable = args.train_luma
-    for layer in network._flatten_layers(include_self=False):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+    keras_rbdn.training.freeze_batch_norm(network)
     return network
 
 

@@ -17,18 +17,19 @@ from keras import ops
 
 PIXEL_SCALE = 255.0  # Noise levels are quoted on the 0-255 pixel scale.
 
-# Each protocol's probability that an image is clipped and rounded.
-NOISE_PROTOCOLS = {"float": 0.0, "uint8": 1.0, "mixed": 0.5}
+# The noise protocols of training, each with its probability that a noisy
+# image is clipped and rounded to 8 bits.
+QUANTIZED_FRACTIONS = {"float": 0.0, "uint8": 1.0, "mixed": 0.5}
 
 
 def check_noise_protocol(protocol):
-    """Returns the `NOISE_PROTOCOLS` fraction of `protocol`, or raises."""
-    if protocol not in NOISE_PROTOCOLS:
+    """Returns the `QUANTIZED_FRACTIONS` entry of `protocol`, or raises."""
+    if protocol not in QUANTIZED_FRACTIONS:
         raise ValueError(
-            f"`protocol` must be one of {', '.join(NOISE_PROTOCOLS)}. "
+            f"`protocol` must be one of {', '.join(QUANTIZED_FRACTIONS)}. "
             f"Received: protocol={protocol!r}"
         )
-    return NOISE_PROTOCOLS[protocol]
+    return QUANTIZED_FRACTIONS[protocol]
 
 
 def quantize_8bit(images, xp=np):

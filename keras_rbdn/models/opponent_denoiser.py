@@ -77,21 +77,14 @@ class OpponentDenoiser(keras.Model):
         inputs = keras.Input((None, None, 3), name="image")
         # The rotations stay in float32 under a mixed precision policy.
         planes = RGBToOpponentPlanes(dtype="float32", name="to_planes")(inputs)
-        clean_luma = luma(planes[..., 0:1])
-        clean_planes = [clean_luma]
-        for index, plane_name in ((1, "u"), (2, "v")):
-            plane = planes[..., index : index + 1]
-            guided = keras.layers.Concatenate(name=f"{plane_name}_guided")(
-                [plane, clean_luma]
-            )
-            correction = chroma(guided)
-            clean_planes.append(
-                keras.layers.Add(dtype="float32", name=f"{plane_name}_clean")(
-                    [plane, correction]
-                )
-            )
-        planes = keras.layers.Concatenate(dtype="float32", name="planes")(
-            clean_planes
+        planes = clean_opponent_planes(
+            planes,
+            luma,
+            chroma,
+            concatenate=lambda tensors, axis: keras.layers.Concatenate(
+                axis, dtype="float32"
+            )(tensors),
+            add=lambda x, y: keras.layers.Add(dtype="float32")([x, y]),
         )
         outputs = OpponentPlanesToRGB(dtype="float32", name="to_rgb")(planes)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
@@ -155,3 +148,32 @@ class OpponentDenoiser(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def clean_opponent_planes(planes, luma, chroma, concatenate, add):
+    """What an `OpponentDenoiser` computes between its color rotations.
+
+    `luma` cleans the luminance plane; `chroma` predicts the correction of
+    each chroma plane from that plane and the cleaned luminance. The model
+    builds its graph with it; `keras_rbdn.inference` calls it on NumPy
+    arrays with each RBDN run in tiles.
+
+    Args:
+        planes: `(..., 3)` opponent planes (`RGBToOpponentPlanes`).
+        luma: callable, `(..., 1)` luminance to `(..., 1)` clean luminance.
+        chroma: callable, `(..., 2)` chroma plane and clean luminance to the
+            `(..., 1)` correction of the chroma plane.
+        concatenate: callable, `concatenate(arrays, axis)`, such as
+            `np.concatenate`.
+        add: callable, `add(x, y)`, such as `np.add`.
+
+    Returns:
+        The `(..., 3)` clean opponent planes.
+    """
+    clean_luma = luma(planes[..., 0:1])
+    clean = [clean_luma]
+    for index in (1, 2):
+        plane = planes[..., index : index + 1]
+        guided = concatenate([plane, clean_luma], -1)
+        clean.append(add(plane, chroma(guided)))
+    return concatenate(clean, -1)

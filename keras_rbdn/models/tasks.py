@@ -126,9 +126,7 @@ class TaskSpec:
     to_target: Callable = _identity
     to_image: Callable = _clip_output
 
-    def make_pair(
-        self, clean, source=None, noise=None, rounded=None, xp=np
-    ):
+    def make_pair(self, clean, source=None, noise=None, rounded=None, xp=np):
         """Makes the (network input, target) training pair of a batch.
 
         Args:
