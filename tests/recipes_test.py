@@ -172,6 +172,13 @@ class TrainingRecipesTest:
             network.get_weights(), start.get_weights(), strict=True
         ):
             np.testing.assert_array_equal(ours, theirs)
+        assert all(
+            layer.trainable for layer in training.batch_norm_layers(network)
+        )
+        args.freeze_batch_norm = True
+        frozen = module.common.build_network(args, "denoise")
+        layers = training.batch_norm_layers(frozen)
+        assert layers and not any(layer.trainable for layer in layers)
 
     @pytest.mark.skipif(
         keras.backend.backend() == "tensorflow",

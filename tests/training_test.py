@@ -423,6 +423,35 @@ class RecalibrateBatchNormTest:
         assert normalization.momentum == 0.99
 
 
+class FreezeBatchNormTest:
+    def test_training_normalizes_with_the_moving_statistics(self):
+        network = tiny_network()
+        layers = training.batch_norm_layers(network)
+        # A gamma, beta, and moving statistics far from a batch's own.
+        rng = np.random.default_rng(0)
+        for layer in layers:
+            size = layer.moving_mean.shape
+            layer.moving_mean.assign(rng.uniform(-1, 1, size))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, size))
+        assert training.freeze_batch_norm(network) == len(layers) > 0
+        statistics = batch_norm_statistics(network)
+        trainable = len(network.trainable_weights)
+
+        x = rng.uniform(size=(2, 16, 16, 1)).astype("float32")
+        network.compile(keras.optimizers.SGD(0.0), "mse")
+        inference = keras.ops.convert_to_numpy(network(x, training=False))
+        training_mode = keras.ops.convert_to_numpy(network(x, training=True))
+        np.testing.assert_allclose(training_mode, inference, atol=1e-6)
+        network.fit(x, x, epochs=1, verbose=0)
+        for before, after in zip(
+            statistics, batch_norm_statistics(network), strict=True
+        ):
+            np.testing.assert_array_equal(before, after)
+        # Only gamma and beta of each layer stopped being trained.
+        unfrozen = tiny_network()
+        assert trainable == len(unfrozen.trainable_weights) - 2 * len(layers)
+
+
 def tiny_network(name="rbdn"):
     return keras_rbdn.build(
         branches=1, task="denoise", K=3, c=4, D=1, name=name
