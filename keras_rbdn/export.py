@@ -180,11 +180,27 @@ class _ServingModel(keras.Model):
         self.built = model.built  # No weights of its own.
 
     def _run_model(self, images):
-        return self_ensemble(
-            lambda x: self.image_model(x, training=False),
-            images,
-            self.ensemble,
-        )
+        return self_ensemble(self._network, images, self.ensemble)
+
+    def _network(self, images):
+        if keras.backend.backend() != "tensorflow":
+            return self.image_model(images, training=False)
+        # One graph function called from every place that runs the model
+        # (each symmetry of the ensemble, each plane of an RGB image),
+        # traced once instead of once per call.
+        if not hasattr(self, "_network_function"):
+            import tensorflow as tf
+
+            self._network_function = tf.function(
+                lambda x: self.image_model(x, training=False),
+                input_signature=[
+                    tf.TensorSpec(
+                        [None, None, None, self.model_channels], tf.float32
+                    )
+                ],
+                autograph=False,
+            )
+        return self._network_function(images)
 
     def call(self, images):
         height, width = ops.shape(images)[1], ops.shape(images)[2]
@@ -305,7 +321,11 @@ def _write_savedmodel(serving_model, directory):
     root.captured_variables = _captured_variables(signatures.values())
     root.serving_default = serve_uint8
     root.serving_float32 = serve_float32
-    tf.saved_model.save(root, directory, signatures=signatures)
+    # Serving computes no gradients: without the custom gradients of the
+    # pooling and unpooling switches the export traces each network call
+    # once instead of again for its gradient.
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    tf.saved_model.save(root, directory, signatures=signatures, options=options)
     write_warmup_requests(directory, INPUT_NAME, SIGNATURE_DTYPES)
 
 

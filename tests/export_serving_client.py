@@ -8,12 +8,14 @@ Usage:
     python tests/export_serving_client.py JOB.json
 
 `JOB.json` holds `{"inputs": NPZ, "results": NPZ, "exports": {key: dir},
-"calls": [[export_key, signature, input_key, loader], ...]}`. For each call
-the signature is run on `inputs[input_key]` and its `output_images` (or
-the error message) is stored under the call's index. `loader` is `"eager"`
-(`tf.saved_model.load`, TF2's object graph) or `"session"` (the session
-loader of TF Serving, `serving_session.SessionModel`). Every warm-up
-request of every export is run through both loaders and stored under
+"calls": [[export_key, signature, input_key, loader], ...], "loaders":
+[loader, ...]}`. For each call the signature is run on `inputs[input_key]`
+and its `output_images` (or the error message) is stored under the call's
+index. `loader` is `"eager"` (`tf.saved_model.load`, TF2's object graph)
+or `"session"` (the session loader of TF Serving,
+`serving_session.SessionModel`); `loaders` (default: both) are the ones
+the exports are loaded with. Every warm-up request of every export is run
+through each of them and stored under
 `<export_key>.warmup<index>.<loader>`. Per export, the op types of the
 graph and of every function in its library are listed, with the ones
 missing from TensorFlow's op registry. The script writes `results` and
@@ -60,8 +62,6 @@ from serving_session import warmup_requests  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from tensorflow.python.framework import op_def_registry  # noqa: E402
 
-LOADERS = ("eager", "session")
-
 
 def op_types(directory):
     """Op types used by the graph and its function library, function names
@@ -98,6 +98,9 @@ class EagerModel:
         return {key: value.numpy() for key, value in outputs.items()}
 
 
+LOADERS = {"eager": EagerModel, "session": SessionModel}
+
+
 def run_signature(model, signature, inputs, name, results, errors):
     """Stores the signature's `output_images`, or its error, as `name`."""
     try:
@@ -114,7 +117,8 @@ def run_calls(job, inputs, models, results, errors):
 
 
 def run_warmup_requests(job, models, results, errors):
-    """Runs each export's warm-up requests; returns what they are."""
+    """Runs each export's warm-up requests through each loader in
+    `models`; returns what they are."""
     described = {}
     for key, directory in job["exports"].items():
         described[key] = []
@@ -131,9 +135,9 @@ def run_warmup_requests(job, models, results, errors):
                     },
                 }
             )
-            for loader in LOADERS:
+            for loader, loaded in models.items():
                 name = f"{key}.warmup{index}.{loader}"
-                model = models[loader][key]
+                model = loaded[key]
                 run_signature(model, signature, inputs, name, results, errors)
     return described
 
@@ -143,14 +147,11 @@ def main(job_path):
         job = json.load(file)
     inputs = np.load(job["inputs"])
     models = {
-        "eager": {
-            key: EagerModel(directory)
+        loader: {
+            key: LOADERS[loader](directory)
             for key, directory in job["exports"].items()
-        },
-        "session": {
-            key: SessionModel(directory)
-            for key, directory in job["exports"].items()
-        },
+        }
+        for loader in job.get("loaders", LOADERS)
     }
     results, errors = {}, {}
     run_calls(job, inputs, models, results, errors)
