@@ -89,7 +89,7 @@ def build_network(name):
     return build(task=preset["task"], **preset["network"])
 
 
-def load(name, network_only=False, task=None):
+def load(name, network_only=False, task=None, weights=None):
     """Loads a shipped model by name, or a saved model from a file.
 
     Args:
@@ -103,6 +103,10 @@ def load(name, network_only=False, task=None):
             model. Defaults to `False`.
         task: str or `None`. For a `.keras` file holding a bare network:
             the task to wrap it for. Defaults to `None` (`"denoise"`).
+        weights: str, path-like or `None`. With a shipped model's name: a
+            `.weights.h5` of its architecture to load instead of the
+            shipped weights, such as a fine-tuning's (a recipe's
+            `--export`). Defaults to `None`.
 
     Returns:
         A Keras model. By default the image model: float32 images
@@ -117,9 +121,17 @@ def load(name, network_only=False, task=None):
     from keras_rbdn.models import image_model
 
     name = os.fspath(name)
+    if weights is not None and name not in PRESETS:
+        raise ValueError(
+            f"`weights` needs a shipped model's name "
+            f"({', '.join(sorted(PRESETS))}) for the architecture. "
+            f"Received: name={name!r}"
+        )
     if name in PRESETS:
         preset = PRESETS[name]
-        path = weights_path(name)
+        path = weights_path(name) if weights is None else os.fspath(weights)
+        if weights is not None and not os.path.isfile(path):
+            raise ValueError(f"{path}: no such weights file")
         if not os.path.exists(path):
             raise ValueError(
                 f"The shipped model {name!r} is not included in this "

@@ -5,7 +5,9 @@ Run:
     KERAS_BACKEND=jax python recipes/evaluate.py --data ../shared/data \
         --output results/evaluation.md
 
-Sections (each only for the models given, shipped names or `.keras` files):
+Sections (each only for the models given: shipped names, `.keras` files,
+or `NAME=PATH.weights.h5`, a shipped model's architecture with other
+weights, such as a fine-tuning's `--export`):
 
 - Denoising (`--denoise`, default the shipped `denoise`): PSNR / SSIM on
   BSD68 and Set12 at sigma 15, 25 and 50 (0-255 scale), with fixed noise
@@ -175,10 +177,17 @@ def _protocol_tables(methods, folders, args, mode, title, references):
     return "\n".join(sections)
 
 
+def load_model(spec):
+    """`keras_rbdn.load` of a model argument: a shipped name, a `.keras`
+    file, or `NAME=PATH.weights.h5`."""
+    name, _, weights = spec.partition("=")
+    return keras_rbdn.load(name, weights=weights or None)
+
+
 def denoising_section(args):
     methods = {}
     for name in args.denoise:
-        model = keras_rbdn.load(name)
+        model = load_model(name)
         for ensemble in args.ensemble:
             denoise = evaluation.model_denoiser(model, ensemble=ensemble)
             label = f"{name}, ensemble {ensemble} (measured)"
@@ -206,7 +215,7 @@ def denoising_section(args):
 def color_denoising_section(args):
     methods = {}
     for name in args.color_denoise:
-        model = keras_rbdn.load(name)
+        model = load_model(name)
         gray = model.input_shape[-1] == 1
         for ensemble in args.ensemble:
             space = ", opponent" if gray else ""
@@ -286,7 +295,7 @@ def relighting_section(args):
         if name is None:
             result, label = identity, "identity (input as it is)"
         else:
-            model = keras_rbdn.load(name)
+            model = load_model(name)
             result = evaluation.evaluate_relighter(model, inputs, targets)
             label = name
         lines.append(
@@ -324,7 +333,7 @@ def colorization_section(args):
     ]
     target = None
     for name in [None, *args.colorize]:
-        model = None if name is None else keras_rbdn.load(name)
+        model = None if name is None else load_model(name)
         result = evaluation.evaluate_colorizer(model, folder, limit=args.limit)
         target = result["target_chroma"]
         label = "gray (no color)" if name is None else name

@@ -145,5 +145,21 @@ def test_shipped_weights_load_and_compute_the_recorded_outputs(name, recorded):
     )
 
 
+def test_load_with_other_weights_of_the_architecture(tmp_path):
+    network = presets.load("relight", network_only=True)
+    scaled = [0.5 * w for w in network.get_weights()]
+    network.set_weights(scaled)
+    path = str(tmp_path / "fine_tuned.weights.h5")
+    network.save_weights(path)
+    model = presets.load("relight", weights=path)
+    assert model.name == "relight"
+    for loaded, saved in zip(model.get_weights(), scaled, strict=True):
+        np.testing.assert_array_equal(loaded, saved)
+    with pytest.raises(ValueError, match="no such weights file"):
+        presets.load("relight", weights=str(tmp_path / "missing.weights.h5"))
+    with pytest.raises(ValueError, match="shipped model's name"):
+        presets.load(str(tmp_path / "model.keras"), weights=path)
+
+
 if __name__ == "__main__":
     record()
