@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_rbdn.checks import check_choice
+
 PIXEL_SCALE = 255.0  # Noise levels are quoted on the 0-255 pixel scale.
 
 # The noise protocols of training, each with its probability that a noisy
@@ -24,11 +26,7 @@ QUANTIZED_FRACTIONS = {"float": 0.0, "uint8": 1.0, "mixed": 0.5}
 
 def check_noise_protocol(protocol):
     """Returns the `QUANTIZED_FRACTIONS` entry of `protocol`, or raises."""
-    if protocol not in QUANTIZED_FRACTIONS:
-        raise ValueError(
-            f"`protocol` must be one of {', '.join(QUANTIZED_FRACTIONS)}. "
-            f"Received: protocol={protocol!r}"
-        )
+    check_choice("protocol", protocol, tuple(QUANTIZED_FRACTIONS))
     return QUANTIZED_FRACTIONS[protocol]
 
 
