@@ -781,7 +781,9 @@ def recalibrate_batch_norm(model, batches):
     older weights), which makes inference-mode outputs noisier than the
     weights deserve, more so with small batches. This replaces them by the
     plain average of the batch statistics over `batches`, computed with the
-    final weights. Only the moving statistics change.
+    final weights. Only the moving statistics change. A frozen batch
+    normalization (`freeze_batch_norm`) keeps its statistics: it never
+    updates them, so with no other one no batch is run.
 
     Args:
         model: A Keras model holding `BatchNormalization` layers.
@@ -792,7 +794,9 @@ def recalibrate_batch_norm(model, batches):
     Returns:
         The number of batches used.
     """
-    layers = batch_norm_layers(model)
+    layers = [layer for layer in batch_norm_layers(model) if layer.trainable]
+    if not layers:
+        return 0
     momenta = [layer.momentum for layer in layers]
     count = 0
     try:

@@ -201,9 +201,7 @@ def train_and_export(args, build_model, train, validation):
             model,
             args.export,
             recalibration_data=train,
-            recalibrate_batches=(
-                0 if args.freeze_batch_norm else args.recalibrate_batches
-            ),
+            recalibrate_batches=args.recalibrate_batches,
         )
         print(f"Wrote {args.export}")
     return model

@@ -120,9 +120,8 @@ class TrainingRecipesTest:
             for w in network.chroma.get_layer("conv1").weights
         )
         assert network.luma.trainable == train_luma
-        for layer in network._flatten_layers(include_self=False):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                assert not any(id(w) in trainable for w in layer.weights)
+        for layer in training.batch_norm_layers(network):
+            assert not any(id(w) in trainable for w in layer.weights)
 
     @pytest.mark.backend_independent
     def test_train_denoise_color_needs_tf_data(self):

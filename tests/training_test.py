@@ -422,6 +422,17 @@ class RecalibrateBatchNormTest:
         )
         assert normalization.momentum == 0.99
 
+    def test_frozen_layers_keep_their_statistics(self):
+        network = tiny_network()
+        training.freeze_batch_norm(network)
+        statistics = batch_norm_statistics(network)
+        batches = [np.random.default_rng(1).random((2, 16, 16, 1))] * 3
+        assert training.recalibrate_batch_norm(network, iter(batches)) == 0
+        for before, after in zip(
+            statistics, batch_norm_statistics(network), strict=True
+        ):
+            np.testing.assert_array_equal(before, after)
+
 
 class FreezeBatchNormTest:
     def test_training_normalizes_with_the_moving_statistics(self):
@@ -461,8 +472,7 @@ def tiny_network(name="rbdn"):
 def batch_norm_statistics(model):
     return [
         keras.ops.convert_to_numpy(variable)
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.BatchNormalization)
+        for layer in training.batch_norm_layers(model)
         for variable in (layer.moving_mean, layer.moving_variance)
     ]
 
