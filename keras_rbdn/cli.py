@@ -14,7 +14,9 @@ the colorizers' RGB output), DPI, PNG text, JPEG quantization tables and
 subsampling (`--quality` sets a quality instead; 95 for other inputs),
 lossless WebP, TIFF compression and 16 bits (`keras_rbdn.data.writing`
 has the details per format). `denoise` runs the RGB
-denoiser `denoise_color` on RGB images where the install ships it; a gray
+denoiser `denoise_color` on RGB images where the install ships it, and on
+8-bit files the variant trained on 8-bit noise (`denoise_8bit`,
+`denoise_color_8bit`; `keras_rbdn.presets.for_bit_depth`); a gray
 model denoises an RGB image in the opponent color space (`--color-space`),
 and the model is
 averaged over 4 flips and rotations of each image unless `--ensemble`
@@ -171,12 +173,17 @@ def _output_path(args, input_path, suffix):
     return os.path.join(directory, stem + suffix + extension)
 
 
-def _default_model(command, default_model, channels):
-    """The shipped model a command runs on an image of `channels`."""
-    rgb_denoiser = command == "denoise" and channels == 3
-    if rgb_denoiser and RGB_DENOISER in keras_rbdn.presets.available():
-        return RGB_DENOISER
-    return default_model
+def _default_model(command, default_model, channels, bit_depth=8):
+    """The shipped model a command runs on an image file of `channels` and
+    `bit_depth` bits per channel: for `denoise`, the RGB denoiser on RGB
+    images and, on 8-bit files, the denoiser trained on 8-bit noise, where
+    this install ships them (`keras_rbdn.presets.for_bit_depth`)."""
+    if command != "denoise":
+        return default_model
+    name = default_model
+    if channels == 3 and RGB_DENOISER in keras_rbdn.presets.available():
+        name = RGB_DENOISER
+    return keras_rbdn.presets.for_bit_depth(name, bit_depth)
 
 
 class _AboveTheBars:
@@ -245,7 +252,7 @@ def _run_images(args):
     show = not args.quiet and sys.stderr.isatty()
     for index, (input_path, output_path, image) in _files(jobs, show):
         name = args.model or _default_model(
-            args.command, default_model, image.channels
+            args.command, default_model, image.channels, image.bit_depth
         )
         if name not in models:
             models[name] = _load_model(args, name, args.task or default_task)
@@ -266,7 +273,7 @@ def _run_images(args):
             like=image,
             quality=args.quality,
         )
-        print(f"{input_path} -> {output_path}")
+        print(f"{input_path} -> {output_path} ({name})")
     return 0
 
 
@@ -340,7 +347,11 @@ def _parser():
         )
         default = model
         if command == "denoise":
-            default = f"{model}; {RGB_DENOISER} for RGB images if shipped"
+            default = (
+                f"{model}; {RGB_DENOISER} for RGB images; on 8-bit files "
+                "their 8-bit variants, trained on clipped and rounded "
+                "noise: where shipped"
+            )
         sub.add_argument(
             "--model",
             help=f"shipped model name or .keras file (default: {default})",

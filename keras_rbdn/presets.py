@@ -6,6 +6,14 @@ weights file in `keras_rbdn/weights/`. `load(name)` rebuilds the
 network, loads the weights and wraps it into the end-to-end image model
 (`keras_rbdn.image_model`): float32 pixels in [0, 1] in, pixels out. How
 each was trained and how well it does is in `docs/results.md`.
+
+The denoisers come in two kinds. `denoise` and `denoise_color` were
+trained on float noise, added to the pixels and kept as it is (the
+papers' protocol). `denoise_8bit` and `denoise_color_8bit` are for 8-bit
+image files, whose noise was clipped to [0, 255] and rounded when they
+were written: near black and white it is no longer zero-mean, and the
+float-noise denoisers leave a bias there. `for_bit_depth` picks the kind
+for an image file.
 """
 
 import os
@@ -25,6 +33,19 @@ PRESETS = {
             "global_residual": True,
         },
         "weights": "denoise.weights.h5",
+        "8bit_variant": "denoise_8bit",
+    },
+    "denoise_8bit": {
+        "task": "denoise",
+        "description": "blind gray denoising of 8-bit images (noise "
+        "clipped and rounded), sigma 5-55",
+        "network": {
+            "branches": 3,
+            "filters": 64,
+            "channels": 1,
+            "global_residual": True,
+        },
+        "weights": "denoise_8bit.weights.h5",
     },
     "denoise_color": {
         "task": "denoise",
@@ -32,6 +53,15 @@ PRESETS = {
         "description": "blind RGB denoising, sigma 5-55 (0-255 scale)",
         "network": {"branches": 3, "filters": 64},
         "weights": "denoise_color.weights.h5",
+        "8bit_variant": "denoise_color_8bit",
+    },
+    "denoise_color_8bit": {
+        "task": "denoise",
+        "model": "OpponentDenoiser",
+        "description": "blind RGB denoising of 8-bit images (noise clipped "
+        "and rounded), sigma 5-55",
+        "network": {"branches": 3, "filters": 64},
+        "weights": "denoise_color_8bit.weights.h5",
     },
     "relight": {
         "task": "relight",
@@ -78,6 +108,25 @@ def available():
     return [name for name in PRESETS if os.path.exists(weights_path(name))]
 
 
+def for_bit_depth(name, bit_depth):
+    """The shipped model to run in place of `name` on an image file of
+    `bit_depth` bits per channel: its 8-bit variant (`"denoise"` ->
+    `"denoise_8bit"`) for an 8-bit file where this install ships one, else
+    `name`.
+
+    Args:
+        name: str. A shipped model's name.
+        bit_depth: int. 8 or 16.
+
+    Returns:
+        A shipped model's name.
+    """
+    variant = _get_preset(name).get("8bit_variant")
+    if bit_depth == 8 and variant in available():
+        return variant
+    return name
+
+
 def build_network(name):
     """The untrained network of a preset, as configured for training."""
     from keras_rbdn.models import OpponentDenoiser
@@ -94,8 +143,9 @@ def load(name, network_only=False, task=None, weights=None):
 
     Args:
         name: str or path-like. A shipped model, `"denoise"`,
-            `"denoise_color"`, `"relight"`, `"colorize_ycbcr"` or
-            `"colorize_lab"` (weights inside the package, no download); or
+            `"denoise_color"`, `"denoise_8bit"`, `"denoise_color_8bit"`,
+            `"relight"`, `"colorize_ycbcr"` or `"colorize_lab"` (weights
+            inside the package, no download); or
             the path of a `.keras` file holding an image model or a bare
             network, an RBDN or an `OpponentDenoiser` (then `task` says
             what it does).

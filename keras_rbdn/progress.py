@@ -1,6 +1,7 @@
 """Progress bars with an ETA for long inference, on stderr (tqdm), and
 the summary line of a finished image."""
 
+import os
 import sys
 
 
@@ -20,6 +21,10 @@ def progress_bar(total, description=None, leave=False):
     """
     from tqdm import tqdm
 
+    # A terminal that reports no size (0 x 0, as pseudo-terminals opened
+    # without one do) has no row for tqdm to draw the bar on: it would
+    # show nothing. Such a terminal gets 80 x 24.
+    columns, rows = _terminal_size(sys.stderr)
     return tqdm(
         total=total,
         desc=description,
@@ -27,10 +32,21 @@ def progress_bar(total, description=None, leave=False):
         unit_scale=1e-6,
         file=sys.stderr,
         leave=leave,
-        dynamic_ncols=True,
+        dynamic_ncols=columns > 0,
+        ncols=None if columns > 0 else 80,
+        nrows=None if rows > 0 else 24,
         bar_format="{l_bar}{bar}| {n:.3g}/{total:.3g} MP "
         "[{elapsed}<{remaining}, {rate_noinv_fmt}]",
     )
+
+
+def _terminal_size(stream):
+    """`(columns, rows)` of the terminal `stream` writes to; 0 where it
+    says none."""
+    try:
+        return tuple(os.get_terminal_size(stream.fileno()))
+    except (AttributeError, OSError, ValueError):
+        return 0, 0
 
 
 def summary(description, shape, seconds):

@@ -11,7 +11,8 @@ input and the output:
 - `denoise.png`: crops of the bundled `camera.png` (gray) and
   `chelsea.png` (color) with white Gaussian noise of sigma 25, rounded to
   8 bits like a real file, denoised as the command line does: by the gray
-  `denoise` and the RGB `denoise_color` with a 4-fold self-ensemble.
+  `denoise_8bit` and the RGB `denoise_color_8bit` (the denoisers for
+  8-bit files) with a 4-fold self-ensemble.
 - `colorize_ycbcr.png`, `colorize_lab.png`: the luminance of `chelsea.png`
   colorized by the two shipped colorizers.
 
@@ -104,7 +105,8 @@ def denoise_rows(size):
     ]
     rows = []
     for index, (name, clean) in enumerate(cleans):
-        model = keras_rbdn.load(name)
+        # On an 8-bit file the command line runs the 8-bit variant.
+        model = keras_rbdn.load(keras_rbdn.presets.for_bit_depth(name, 8))
         noisy = evaluation.noisy_image(clean, SIGMA, 0, index, protocol="uint8")
         output = inference.apply_model(model, noisy, ensemble=ENSEMBLE)
         rows.append((noisy, output, clean))

@@ -30,7 +30,10 @@ from a gray denoiser (`--init-weights`, by default the shipped `denoise`),
 where it computes the gray model plane by plane in the opponent space, and
 fine-tunes the chroma RBDN's convolutions; the luminance RBDN (with
 `--train-luma`, it too) and every batch normalization stay as they are,
-so the fine-tuning starts from the gray model's exact function:
+so the fine-tuning starts from the gray model's exact function.
+`--init-chroma` starts the chroma RBDN from another RGB denoiser's
+instead (such as the shipped `denoise_color`'s), with the luminance
+RBDN of `--init-weights`:
 
     KERAS_BACKEND=tensorflow python recipes/train_denoise.py \
         ../shared/data/color/train --color --run-dir runs/denoise_color \
@@ -81,6 +84,13 @@ def parse_args(argv=None):
         "(--init-weights, default: the shipped `denoise`)",
     )
     parser.add_argument(
+        "--init-chroma",
+        help="with --color, start the chroma RBDN from this RGB "
+        "denoiser's (a `.weights.h5` of an `OpponentDenoiser`, such as "
+        "keras_rbdn/weights/denoise_color.weights.h5) instead of from "
+        "the gray --init-weights",
+    )
+    parser.add_argument(
         "--train-luma",
         action="store_true",
         help="with --color, fine-tune the luminance RBDN too",
@@ -96,6 +106,8 @@ def parse_args(argv=None):
         "Default: tf.data where TensorFlow is installed",
     )
     args = parser.parse_args(argv)
+    if args.init_chroma is not None and not args.color:
+        parser.error("--init-chroma needs --color")
     if args.color and args.pipeline == "numpy":
         parser.error("--color needs --pipeline tf.data")
     if args.color and args.init_weights is None:
@@ -225,7 +237,8 @@ def center_crop(image, size):
 
 
 def build_color_network(args):
-    """The `OpponentDenoiser` from the gray `--init-weights`, to fine-tune."""
+    """The `OpponentDenoiser` from the gray `--init-weights` (and the
+    chroma RBDN of `--init-chroma`), to fine-tune."""
     gray = common.build_network(args, "denoise")
     network = keras_rbdn.models.OpponentDenoiser(
         branches=args.branches,
@@ -234,6 +247,10 @@ def build_color_network(args):
         trunk_depth=args.trunk_depth,
     )
     network.load_gray(gray)
+    if args.init_chroma is not None:
+        start = network.__class__.from_config(network.get_config())
+        keras_rbdn.weights_files.load_weights(start, args.init_chroma)
+        network.chroma.set_weights(start.chroma.get_weights())
     network.luma.trainable = args.train_luma
     keras_rbdn.training.freeze_batch_norm(network)
     return network

@@ -313,7 +313,8 @@ class DenoiseCommandTest:
         )
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
-        assert result.stdout == f"{source} -> {output}\n"
+        # An 8-bit gray file: the gray denoiser for 8-bit noise.
+        assert result.stdout == f"{source} -> {output} (denoise_8bit)\n"
         assert Image.open(output).size == (16, 16)
 
     def test_ensemble_and_color_space_reach_apply_model(
@@ -354,11 +355,21 @@ class DenoiseCommandTest:
         assert calls[-1]["ensemble"] == cli.DEFAULT_ENSEMBLE
 
     @pytest.mark.backend_independent
+    @pytest.mark.parametrize("variants_shipped", [True, False])
     @pytest.mark.parametrize("rgb_denoiser_shipped", [True, False])
-    def test_rgb_images_get_the_rgb_denoiser_when_shipped(
-        self, tmp_path, model_file, monkeypatch, rgb_denoiser_shipped
+    def test_each_image_gets_the_denoiser_for_its_channels_and_bits(
+        self,
+        tmp_path,
+        model_file,
+        monkeypatch,
+        rgb_denoiser_shipped,
+        variants_shipped,
     ):
+        import tensorflow as tf
+
         shipped = ["denoise"] + [cli.RGB_DENOISER] * rgb_denoiser_shipped
+        if variants_shipped:
+            shipped += [f"{name}_8bit" for name in shipped]
         monkeypatch.setattr(keras_rbdn.presets, "available", lambda: shipped)
         loaded = []
 
@@ -369,21 +380,29 @@ class DenoiseCommandTest:
         monkeypatch.setattr(cli, "_load_model", load)
         rng = np.random.default_rng(0)
         inputs = []
-        for name, shape in [("a", (8, 8)), ("b", (8, 8, 3)), ("c", (8, 8))]:
+        # 8-bit gray, 8-bit RGB, 16-bit gray, 16-bit RGB, 8-bit gray.
+        for name, shape, bits in [
+            ("a", (8, 8), 8),
+            ("b", (8, 8, 3), 8),
+            ("c", (8, 8), 16),
+            ("d", (8, 8, 3), 16),
+            ("e", (8, 8), 8),
+        ]:
             inputs.append(str(tmp_path / f"{name}.png"))
-            Image.fromarray(rng.integers(0, 256, shape, "uint8")).save(
-                inputs[-1]
-            )
+            pixels = rng.integers(0, 2**bits, shape, f"uint{bits}")
+            tf.io.write_file(inputs[-1], tf.io.encode_png(
+                pixels.reshape(8, 8, -1)
+            ))  # fmt: skip
         arguments = ["denoise", *inputs, "--output-dir", str(tmp_path / "o")]
         assert cli.main(arguments + ["--ensemble", "1"]) == 0
         # One load per model, in the order the images need them.
-        expected = (
-            ["denoise", cli.RGB_DENOISER]
-            if rgb_denoiser_shipped
-            else ["denoise"]
-        )
-        assert loaded == expected
-        # --model applies to every image.
+        rgb = cli.RGB_DENOISER if rgb_denoiser_shipped else "denoise"
+        eight_bit = {"denoise": "denoise_8bit", rgb: f"{rgb}_8bit"}
+        if not variants_shipped:
+            eight_bit = {"denoise": "denoise", rgb: rgb}
+        expected = [eight_bit["denoise"], eight_bit[rgb], "denoise", rgb]
+        assert loaded == list(dict.fromkeys(expected))
+        # --model applies to every image, whatever its bits.
         loaded.clear()
         arguments += ["--model", "denoise", "--overwrite", "--ensemble", "1"]
         assert cli.main(arguments) == 0

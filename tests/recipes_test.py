@@ -53,6 +53,13 @@ def yale_folder(root, subjects=4):
     return str(root)
 
 
+def assert_same_weights(network, expected):
+    ours, theirs = network.get_weights(), expected.get_weights()
+    assert len(ours) == len(theirs) > 0
+    for mine, reference in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(mine, reference)
+
+
 @pytest.mark.slow
 class TrainingRecipesTest:
     def test_train_denoise_and_export(self, tmp_path):
@@ -122,6 +129,30 @@ class TrainingRecipesTest:
         assert network.luma.trainable == train_luma
         for layer in training.batch_norm_layers(network):
             assert not any(id(w) in trainable for w in layer.weights)
+
+    def test_train_denoise_color_from_another_chroma(self, tmp_path):
+        gray = keras_rbdn.build(
+            branches=1, task="denoise", c=4, D=1, global_residual=True
+        )
+        gray_path = str(tmp_path / "gray.weights.h5")
+        gray.save_weights(gray_path)
+        color = keras_rbdn.models.OpponentDenoiser(
+            branches=1, filters=4, trunk_depth=1
+        )
+        rng = np.random.default_rng(0)
+        color.set_weights([rng.normal(size=w.shape) for w in color.weights])
+        color_path = str(tmp_path / "color.weights.h5")
+        color.save_weights(color_path)
+        module = recipe("train_denoise")
+        args = module.parse_args(
+            ["data", "--color", *TINY, "--init-weights", gray_path,
+             "--init-chroma", color_path]
+        )  # fmt: skip
+        network = module.build_color_network(args)
+        assert_same_weights(network.luma, gray)
+        assert_same_weights(network.chroma, color.chroma)
+        with pytest.raises(SystemExit):
+            module.parse_args(["data", "--init-chroma", color_path])
 
     @pytest.mark.backend_independent
     def test_train_denoise_color_needs_tf_data(self):

@@ -161,5 +161,30 @@ def test_load_with_other_weights_of_the_architecture(tmp_path):
         presets.load(str(tmp_path / "model.keras"), weights=path)
 
 
+@pytest.mark.backend_independent
+def test_8bit_variants_of_the_denoisers():
+    variants = {
+        name: preset["8bit_variant"]
+        for name, preset in presets.PRESETS.items()
+        if "8bit_variant" in preset
+    }
+    assert variants == {
+        "denoise": "denoise_8bit",
+        "denoise_color": "denoise_color_8bit",
+    }
+    for name, variant in variants.items():
+        float_preset = dict(presets.PRESETS[name])
+        variant_preset = dict(presets.PRESETS[variant])
+        # The same network, other weights.
+        for key in ("task", "model", "network"):
+            assert variant_preset.get(key) == float_preset.get(key), key
+        assert presets.for_bit_depth(name, 8) == variant
+        assert presets.for_bit_depth(name, 16) == name
+        assert presets.for_bit_depth(variant, 8) == variant
+    assert presets.for_bit_depth("relight", 8) == "relight"
+    with pytest.raises(ValueError, match="Unknown shipped model"):
+        presets.for_bit_depth("denoise_16bit", 8)
+
+
 if __name__ == "__main__":
     record()
