@@ -5,9 +5,7 @@ VENV ?= .venv
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 # pytest-xdist worker processes per backend; 0 runs the tests in one process.
-# Tests marked `xdist_group` share a worker, and their module's fixtures.
 WORKERS ?= 2
-DIST ?= loadgroup
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 INSTALLED := $(VENV)/.installed
@@ -32,7 +30,7 @@ test: $(INSTALLED)
 	set -e; only=; for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend $$only"; \
 		KERAS_BACKEND=$$backend $(VENV)/bin/python -m pytest -n $(WORKERS) \
-			--dist $(DIST) $(PYTEST_ARGS) $$only; \
+			$(PYTEST_ARGS) $$only; \
 		only=--backend-dependent-only; \
 	done
 
@@ -41,7 +39,7 @@ test-all: $(INSTALLED)
 	set -e; for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(VENV)/bin/python -m pytest -n $(WORKERS) \
-			--dist $(DIST) $(PYTEST_ARGS); \
+			$(PYTEST_ARGS); \
 	done
 
 lint: $(INSTALLED)

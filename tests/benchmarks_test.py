@@ -659,10 +659,12 @@ def test_photo_speed_reports_every_case(tmp_path):
         report,
         re.M,
     )
+    # The models the command line runs on 8-bit photos.
+    gray_model = keras_rbdn.cli._default_model("denoise", "denoise", 1)
     rgb_model = keras_rbdn.cli._default_model("denoise", "denoise", 3)
     assert [row[:3] for row in rows] == [
-        ("gray", "denoise", "1"),
-        ("gray", "denoise", "2"),
+        ("gray", gray_model, "1"),
+        ("gray", gray_model, "2"),
         ("rgb", rgb_model, "1"),
         ("rgb", rgb_model, "2"),
     ]

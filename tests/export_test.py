@@ -387,9 +387,6 @@ def served(served_by_loader):
     return outputs, errors, summary
 
 
-# One worker runs them all: each worker that ran one would export and
-# serve the models again (`make test` distributes with `--dist loadgroup`).
-@pytest.mark.xdist_group("fresh_savedmodels")
 class SavedModelTest:
     @pytest.mark.parametrize("key", ["gray", "rgb"])
     @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
