@@ -22,16 +22,21 @@ from keras_rbdn import weights_files
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 
+# The networks of the denoisers, each shared by its float-noise and its
+# 8-bit version (same architecture, other weights).
+_GRAY_DENOISER = {
+    "branches": 3,
+    "filters": 64,
+    "channels": 1,
+    "global_residual": True,
+}
+_RGB_DENOISER = {"branches": 3, "filters": 64}
+
 PRESETS = {
     "denoise": {
         "task": "denoise",
         "description": "blind gray denoising, sigma 5-55 (0-255 scale)",
-        "network": {
-            "branches": 3,
-            "filters": 64,
-            "channels": 1,
-            "global_residual": True,
-        },
+        "network": _GRAY_DENOISER,
         "weights": "denoise.weights.h5",
         "8bit_variant": "denoise_8bit",
     },
@@ -39,19 +44,14 @@ PRESETS = {
         "task": "denoise",
         "description": "blind gray denoising of 8-bit images (noise "
         "clipped and rounded), sigma 5-55",
-        "network": {
-            "branches": 3,
-            "filters": 64,
-            "channels": 1,
-            "global_residual": True,
-        },
+        "network": _GRAY_DENOISER,
         "weights": "denoise_8bit.weights.h5",
     },
     "denoise_color": {
         "task": "denoise",
         "model": "OpponentDenoiser",
         "description": "blind RGB denoising, sigma 5-55 (0-255 scale)",
-        "network": {"branches": 3, "filters": 64},
+        "network": _RGB_DENOISER,
         "weights": "denoise_color.weights.h5",
         "8bit_variant": "denoise_color_8bit",
     },
@@ -60,7 +60,7 @@ PRESETS = {
         "model": "OpponentDenoiser",
         "description": "blind RGB denoising of 8-bit images (noise clipped "
         "and rounded), sigma 5-55",
-        "network": {"branches": 3, "filters": 64},
+        "network": _RGB_DENOISER,
         "weights": "denoise_color_8bit.weights.h5",
     },
     "relight": {

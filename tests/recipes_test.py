@@ -94,8 +94,7 @@ class TrainingRecipesTest:
             branches=1, filters=4, trunk_depth=1
         )
         keras_rbdn.weights_files.load_weights(model, exported)
-        for ours, theirs in zip(model.luma.weights, gray.weights, strict=True):
-            np.testing.assert_array_equal(ours, theirs)
+        assert_same_weights(model.luma, gray)
         for layer in model.chroma.layers:
             start_weights = gray.get_layer(layer.name).get_weights()
             if isinstance(layer, keras.layers.BatchNormalization):
