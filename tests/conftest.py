@@ -6,6 +6,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BACKEND_DEPENDENT_ONLY = "--backend-dependent-only"
 
+# The tests of these classes share module fixtures that take a minute to
+# build (SavedModels exported, then served in a fresh process): pytest-xdist
+# sends each class whole to one worker, which builds them once. Any other
+# test goes to whichever worker is free.
+ONE_WORKER_CLASSES = ("tests/export_test.py::SavedModelTest",)
+
 
 def pytest_addoption(parser):
     parser.addoption(
@@ -30,6 +36,23 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+def pytest_xdist_make_scheduler(config, log):
+    # xdist's own `--dist loadgroup` marks the grouped tests by renaming
+    # them, which pytest 9 ignores: the groups are made here from the names.
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerClassScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            for scope in ONE_WORKER_CLASSES:
+                if nodeid.startswith(scope + "::"):
+                    return scope
+            return nodeid
+
+    return OneWorkerClassScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
