@@ -37,7 +37,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--kind", choices=tuple(photo_speed.KINDS), default="rgb"
     )
-    parser.add_argument("--ensemble", type=int, default=cli.DEFAULT_ENSEMBLE)
+    parser.add_argument(
+        "--ensemble", type=int, default=cli.ENSEMBLES["denoise"][1]
+    )
     return parser.parse_args(argv)
 
 

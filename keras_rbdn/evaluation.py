@@ -262,7 +262,7 @@ def _ab_error_auc(output_lab, target_lab, thresholds=AB_ERROR_THRESHOLDS):
     return float(np.mean(within) / error.size)
 
 
-def evaluate_colorizer(model, folder, limit=None, tile_size=1024):
+def evaluate_colorizer(model, folder, limit=None, tile_size=1024, ensemble=1):
     """PSNR, SSIM, ab-error AuC and mean chroma of a colorizer.
 
     The model sees each image's luminance only (the gray version); its RGB
@@ -276,6 +276,8 @@ def evaluate_colorizer(model, folder, limit=None, tile_size=1024):
         limit: int or `None`. Only the first `limit` images. Defaults to
             `None`.
         tile_size: int. See `inference.predict_image`. Defaults to `1024`.
+        ensemble: int. The self-ensemble size (`keras_rbdn.self_ensemble`).
+            Defaults to `1`.
 
     Returns:
         A dict of means over the images: `psnr`, `ssim`, `auc`
@@ -289,7 +291,9 @@ def evaluate_colorizer(model, folder, limit=None, tile_size=1024):
         if model is None:
             output = gray
         else:
-            output = inference.apply_model(model, gray, tile_size=tile_size)
+            output = inference.apply_model(
+                model, gray, tile_size=tile_size, ensemble=ensemble
+            )
         output = np.clip(output, 0, 1)
         scores.append(_psnr_ssim(image, output))
         output_lab, image_lab = _lab(output), _lab(image)
@@ -306,7 +310,7 @@ def evaluate_colorizer(model, folder, limit=None, tile_size=1024):
     }
 
 
-def evaluate_relighter(model, inputs, targets):
+def evaluate_relighter(model, inputs, targets, ensemble=1):
     """Mean PSNR and SSIM of relit faces against the canonical faces.
 
     Args:
@@ -314,6 +318,9 @@ def evaluate_relighter(model, inputs, targets):
             input face as it is).
         inputs: array `(pairs, height, width, 1)` in [0, 1].
         targets: array of the same shape.
+        ensemble: int. The self-ensemble size (`keras_rbdn.self_ensemble`;
+            faces are upright, so only 1 and the mirror, 2, suit them).
+            Defaults to `1`.
 
     Returns:
         A dict with the means `psnr` and `ssim`, and `pair_psnr`: the PSNR
@@ -321,7 +328,10 @@ def evaluate_relighter(model, inputs, targets):
     """
     scores = []
     for face, target in zip(inputs, targets, strict=True):
-        output = face if model is None else inference.apply_model(model, face)
+        if model is None:
+            output = face
+        else:
+            output = inference.apply_model(model, face, ensemble=ensemble)
         scores.append(_psnr_ssim(target, output))
     scores = np.asarray(scores, dtype="float64")
     psnr, ssim = scores.mean(axis=0)

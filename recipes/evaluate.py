@@ -29,12 +29,17 @@ weights, such as a fine-tuning's `--export`):
   paper.
 - Relighting (`--relight`): PSNR / SSIM on the held-out Yale B subjects
   (the same seeded subject split as `train_relight.py`) against the
-  identity baseline (the input face as it is); then per held-out subject,
+  identity baseline (the input face as it is), scored against the
+  canonical images as stored and aligned onto each subject's inputs
+  (`--relight-targets`); then per held-out subject,
   the worst subject's gain, and the gain on the inputs lit within 15
   degrees of frontal, with how many of them come out worse.
 - Colorization (`--colorize`): PSNR / SSIM against the originals, the AuC
   of the per-pixel ab-error curve (thresholds 0-150, Zhang et al. 2016)
   and the mean CIELAB chroma on CBSD68, against the gray baseline.
+
+Relighting and colorization run each model at each `--ensemble` size too;
+only 1 and 2 (the mirror) are symmetries of their upright images.
 
 The Markdown is printed and, with `--output`, written atomically.
 """
@@ -98,6 +103,14 @@ def parse_args(argv=None):
     )
     parser.add_argument("--validation-subjects", type=float, default=0.2)
     parser.add_argument("--relight-seed", type=int, default=0)
+    parser.add_argument(
+        "--relight-targets",
+        nargs="+",
+        choices=sorted(TARGET_KINDS),
+        default=["stored", "aligned"],
+        help="score relighting against the canonical images as stored, "
+        "and/or aligned onto each subject's inputs",
+    )
     parser.add_argument("--output")
     return parser.parse_args(argv)
 
@@ -250,6 +263,12 @@ def color_denoising_section(args):
 # Inputs lit within this many degrees of frontal (azimuth and elevation):
 # already close to the target, they should not come out worse.
 NEAR_FRONTAL_DEGREES = keras_rbdn.data.NEAR_FRONTAL_DEGREES
+# `--relight-targets`: what relit faces are scored against.
+TARGET_KINDS = {
+    "stored": "each subject's canonical image as the database stores it",
+    "aligned": "each subject's canonical image moved onto its inputs "
+    "(`keras_rbdn.data.canonical_offset`; the database crops it apart)",
+}
 
 
 def relighting_section(args):
@@ -261,7 +280,18 @@ def relighting_section(args):
     _, held_out = keras_rbdn.data.split_relight_subjects(
         subjects, validation_subjects, seed=args.relight_seed
     )
-    inputs, targets = keras_rbdn.data.load_relight_arrays(directory, held_out)
+    return "\n".join(
+        relighting_tables(args, directory, held_out, kind)
+        for kind in args.relight_targets
+    )
+
+
+def relighting_tables(args, directory, held_out, kind):
+    """The relighting tables against the canonical images `kind`: as
+    `"stored"`, or `"aligned"` onto each subject's inputs."""
+    inputs, targets = keras_rbdn.data.load_relight_arrays(
+        directory, held_out, align_targets=kind == "aligned"
+    )
     inputs, targets = inputs[: args.limit], targets[: args.limit]
     # The same pairs in the same order as the arrays.
     pairs = keras_rbdn.data.list_relight_pairs(directory, held_out)
@@ -275,8 +305,9 @@ def relighting_section(args):
     }
     near_frontal = np.array([path in frontal_paths for _, path, _ in pairs])
     lines = [
-        "## Relighting (held-out Yale B subjects)\n",
-        f"{len(inputs)} pairs of subjects {', '.join(held_out)}.\n",
+        f"## Relighting (held-out Yale B subjects, {kind} targets)\n",
+        f"{len(inputs)} pairs of subjects {', '.join(held_out)}, against "
+        f"{TARGET_KINDS[kind]}.\n",
         "| method | PSNR dB | SSIM |",
         "|---|---|---|",
     ]
@@ -291,13 +322,14 @@ def relighting_section(args):
         "near-frontal gain | near-frontal made worse |",
         "|---|" + "---|" * (len(held_out) + 3),
     ]
-    for name in [None, *args.relight]:
+    for name, ensemble in [(None, 1), *model_runs(args.relight, args)]:
         if name is None:
             result, label = identity, "identity (input as it is)"
         else:
-            model = load_model(name)
-            result = evaluation.evaluate_relighter(model, inputs, targets)
-            label = name
+            result = evaluation.evaluate_relighter(
+                load_model(name), inputs, targets, ensemble=ensemble
+            )
+            label = f"{name}, ensemble {ensemble}"
         lines.append(
             f"| {label} | {result['psnr']:.2f} | {result['ssim']:.4f} |"
         )
@@ -323,6 +355,11 @@ def relighting_section(args):
     return "\n".join(lines + per_subject) + "\n"
 
 
+def model_runs(names, args):
+    """`(name, ensemble)` for each model of `names` and `--ensemble` size."""
+    return [(name, ensemble) for name in names for ensemble in args.ensemble]
+
+
 def colorization_section(args):
     folder = os.path.join(args.data, "color", "cbsd68")
     lines = [
@@ -332,11 +369,15 @@ def colorization_section(args):
         "|---|---|---|---|---|",
     ]
     target = None
-    for name in [None, *args.colorize]:
+    for name, ensemble in [(None, 1), *model_runs(args.colorize, args)]:
         model = None if name is None else load_model(name)
-        result = evaluation.evaluate_colorizer(model, folder, limit=args.limit)
+        result = evaluation.evaluate_colorizer(
+            model, folder, limit=args.limit, ensemble=ensemble
+        )
         target = result["target_chroma"]
-        label = "gray (no color)" if name is None else name
+        label = "gray (no color)"
+        if name is not None:
+            label = f"{name}, ensemble {ensemble}"
         lines.append(
             f"| {label} | {result['psnr']:.2f} | "
             f"{result['ssim']:.4f} | {100 * result['auc']:.2f}% | "

@@ -14,12 +14,16 @@ input and the output:
   `denoise_8bit` and the RGB `denoise_color_8bit` (the denoisers for
   8-bit files) with a 4-fold self-ensemble.
 - `colorize_ycbcr.png`, `colorize_lab.png`: the luminance of `chelsea.png`
-  colorized by the two shipped colorizers.
+  colorized by the two shipped colorizers, averaged with the mirror.
+
+Each task runs with the command line's default self-ensemble.
 
 Relighting is not rendered by default: Extended Yale B holds photographs of
 real people, for non-commercial research, and the package bundles no
 faces. `--relight-data ../shared/data/relight --relight-output PATH`
-renders it from a local copy into PATH, which is not meant to be committed.
+renders it from a local copy into PATH, which is not meant to be committed;
+its targets are the canonical images aligned onto the inputs
+(`keras_rbdn.data.canonical_offset`).
 
 Regenerate the gallery whenever the shipped weights change.
 """
@@ -41,12 +45,13 @@ from PIL import ImageFont  # noqa: E402
 import keras_rbdn  # noqa: E402
 from keras_rbdn import evaluation  # noqa: E402
 from keras_rbdn import inference  # noqa: E402
+from keras_rbdn.cli import ENSEMBLES  # noqa: E402
+from keras_rbdn.data import relight  # noqa: E402
 
 ASSETS = os.path.join(os.path.dirname(keras_rbdn.__file__), "assets")
 GAP = 4  # white pixels between panels and between rows
 CAPTION = 14  # height of the caption strip under each row
 SIGMA = 25.0
-ENSEMBLE = 4
 FRONTAL = "_P00A+000E+00"  # Yale B: the target lighting
 
 
@@ -98,6 +103,11 @@ def psnr(target, image):
 # 2. Tasks: each returns rows of (input, output, target).
 
 
+def default_ensemble(command):
+    """The self-ensemble `keras-rbdn COMMAND` runs by default."""
+    return ENSEMBLES[command][1]
+
+
 def denoise_rows(size):
     cleans = [
         ("denoise", crop(asset("camera.png", 1), size, 0.25, 0.5)),
@@ -108,7 +118,9 @@ def denoise_rows(size):
         # On an 8-bit file the command line runs the 8-bit variant.
         model = keras_rbdn.load(keras_rbdn.presets.for_bit_depth(name, 8))
         noisy = evaluation.noisy_image(clean, SIGMA, 0, index, protocol="uint8")
-        output = inference.apply_model(model, noisy, ensemble=ENSEMBLE)
+        output = inference.apply_model(
+            model, noisy, ensemble=default_ensemble("denoise")
+        )
         rows.append((noisy, output, clean))
     return rows
 
@@ -119,7 +131,10 @@ def colorize_rows(name, size):
     for left in (0.0, 1.0):
         color = crop(asset("chelsea.png", 3), size, 0.5, left)
         gray = inference.to_channels(color, 1)
-        rows.append((gray, inference.apply_model(model, gray), color))
+        output = inference.apply_model(
+            model, gray, ensemble=default_ensemble("colorize")
+        )
+        rows.append((gray, output, color))
     return rows
 
 
@@ -138,7 +153,11 @@ def relight_rows(folder, subjects=3):
             inference.to_channels(inference.read_image(path).pixels, 1)
             for path in (source, target_path)
         )
-        rows.append((lit, inference.apply_model(model, lit), target))
+        offset = relight.canonical_offset(folder, subject)
+        output = inference.apply_model(
+            model, lit, ensemble=default_ensemble("relight")
+        )
+        rows.append((lit, output, relight.shift_image(target, offset)))
     return rows
 
 

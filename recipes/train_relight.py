@@ -22,6 +22,9 @@ scales each pair (input and target alike), `--augment-gain` varies the
 input's brightness; `--include-canonical` adds each subject's identity
 pair and `--frontal-repeats` repeats the pairs lit within 15 degrees of
 frontal, so that the network learns to leave a well-lit face alone.
+`--align-targets` moves each subject's canonical image onto its inputs
+(the database crops it a few pixels apart; `keras_rbdn.data.relight`),
+for training and validation.
 """
 
 import os
@@ -88,6 +91,13 @@ def parse_args(argv=None):
         help="the training pairs lit within 15 degrees of frontal (and the "
         "identity pairs of --include-canonical) appear this many times",
     )
+    parser.add_argument(
+        "--align-targets",
+        action="store_true",
+        help="move each subject's canonical image onto its inputs (the "
+        "database crops it up to 10 pixels apart), in training and "
+        "validation",
+    )
     args = parser.parse_args(argv)
     if args.frontal_repeats < 1:
         parser.error("--frontal-repeats must be at least 1")
@@ -114,6 +124,7 @@ def make_datasets(args):
         image_size=args.image_size,
         lightings_per_subject=args.lightings_per_subject,
         seed=args.seed,
+        align_targets=args.align_targets,
     )
     train_x, train_y = keras_rbdn.data.load_relight_arrays(
         args.data_dir,

@@ -40,6 +40,18 @@ def test_precisions_are_the_training_ones(command, capsys):
     assert f"(choose from {choices})" in capsys.readouterr().err
 
 
+# Faces and scenes are upright: the commands that relight and colorize
+# average over the mirror by default and refuse rotations.
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("command", ["relight", "colorize"])
+def test_upright_tasks_mirror_and_refuse_rotations(command, capsys):
+    assert cli._parser().parse_args([command, "a.png"]).ensemble == 2
+    with pytest.raises(SystemExit):
+        cli.main([command, "a.png", "--ensemble", "4"])
+    assert "(choose from 1, 2)" in capsys.readouterr().err
+    assert cli._parser().parse_args(["denoise", "a.png"]).ensemble == 4
+
+
 class DenoiseCommandTest:
     def test_rgba_alpha_kept_and_input_untouched(
         self, tmp_path, model_file, capsys
@@ -352,7 +364,7 @@ class DenoiseCommandTest:
         arguments = ["denoise", str(source), "-o", str(tmp_path / "b.png")]
         assert cli.main(arguments + ["--model", model_file]) == 0
         assert calls[-1]["color_space"] == "opponent"
-        assert calls[-1]["ensemble"] == cli.DEFAULT_ENSEMBLE
+        assert calls[-1]["ensemble"] == 4
 
     @pytest.mark.backend_independent
     @pytest.mark.parametrize("variants_shipped", [True, False])

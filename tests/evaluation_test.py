@@ -1,9 +1,11 @@
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import color
 from skimage import metrics
 
+import keras_rbdn
 from keras_rbdn import evaluation
 
 
@@ -151,3 +153,31 @@ class AbErrorAucTest:
         gray = np.repeat(image.mean(-1, keepdims=True), 3, -1)
         assert evaluation.ab_error_auc(image, image) == 1.0
         assert evaluation.ab_error_auc(gray, image) < 1.0
+
+
+class EvaluateRelighterTest:
+    @pytest.mark.parametrize("ensemble", [1, 2])
+    def test_pair_psnr_of_the_network_and_its_mirror(self, ensemble):
+        # Sizes the network takes as they are: no padding in the reference.
+        model = keras_rbdn.build(branches=1, task="relight", c=4, D=1)
+        rng = np.random.default_rng(0)
+        inputs = rng.random((3, 16, 12, 1)).astype("float32")
+        targets = rng.random((3, 16, 12, 1)).astype("float32")
+
+        def run(images):
+            return keras.ops.convert_to_numpy(model(images, training=False))
+
+        outputs = run(inputs)
+        if ensemble == 2:
+            outputs = (outputs + run(inputs[:, :, ::-1])[:, :, ::-1]) / 2
+        expected = [
+            metrics.peak_signal_noise_ratio(
+                target, np.clip(output, 0, 1), data_range=1
+            )
+            for target, output in zip(targets, outputs, strict=True)
+        ]
+        result = evaluation.evaluate_relighter(
+            model, inputs, targets, ensemble=ensemble
+        )
+        np.testing.assert_allclose(result["pair_psnr"], expected, atol=1e-4)
+        assert result["psnr"] == pytest.approx(np.mean(expected), abs=1e-4)

@@ -291,6 +291,25 @@ class TrainingRecipesTest:
         assert not train & validation
         assert training.latest_checkpoint(run_dir)[1] == 1
 
+    def test_train_relight_align_targets(self, tmp_path):
+        data = yale_folder(tmp_path / "yale")
+        train_relight = recipe("train_relight")
+        run_dir = tmp_path / "run"
+        args = train_relight.parse_args(
+            [data, "--run-dir", str(run_dir), "--batch-size", "8",
+             "--validation-subjects", "1", "--align-targets"]
+        )  # fmt: skip
+        _, validation = train_relight.make_datasets(args)
+        split = open(run_dir / "split.txt").read().splitlines()
+        subject = split[1].split()[-1]
+        _, stored = keras_rbdn.data.load_relight_arrays(data, [subject])
+        _, aligned = keras_rbdn.data.load_relight_arrays(
+            data, [subject], align_targets=True
+        )
+        assert not np.array_equal(stored, aligned)
+        _, targets = next(iter(validation))
+        np.testing.assert_array_equal(targets.numpy(), aligned)
+
     def test_train_relight_near_frontal_pairs_and_augmentation(
         self, tmp_path, capsys
     ):
@@ -363,12 +382,17 @@ class EvaluateRecipeTest:
         assert "identity (input as it is)" in text
         # One held-out subject, two pairs: A+010E+00 is near-frontal.
         assert "the 1 inputs lit within 15 degrees of frontal" in text
-        per_subject = next(
-            line for line in text.splitlines()
-            if line.startswith(f"| {denoiser} | ") and "dB" not in line
-            and line.count("|") == 6
-        )  # fmt: skip
-        assert per_subject.rstrip(" |").split(" | ")[-1] in ("0", "1")
+        for kind in ("stored", "aligned"):
+            assert f"(held-out Yale B subjects, {kind} targets)" in text
+        for ensemble in (1, 2):
+            label = f"| {denoiser}, ensemble {ensemble} | "
+            rows = [row for row in text.splitlines() if row.startswith(label)]
+            # For each kind of target, the relighting row (PSNR, SSIM),
+            # then the per-subject row.
+            assert [row.count("|") for row in rows] == [4, 6, 4, 6]
+            for row in rows[1::2]:
+                assert row.rstrip(" |").split(" | ")[-1] in ("0", "1")
+            assert f"| {colorizer}, ensemble {ensemble} | " in text
         assert "gray (no color)" in text
         # The gray baseline has no chroma.
         assert "| gray (no color) |" in text

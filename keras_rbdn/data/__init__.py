@@ -7,6 +7,7 @@ from keras_rbdn.data.numpy_loader import ImagePairLoader
 from keras_rbdn.data.pipeline import image_dataset
 from keras_rbdn.data.relight import CANONICAL_LIGHTING
 from keras_rbdn.data.relight import NEAR_FRONTAL_DEGREES
+from keras_rbdn.data.relight import canonical_offset
 from keras_rbdn.data.relight import lighting_angles
 from keras_rbdn.data.relight import list_relight_pairs
 from keras_rbdn.data.relight import list_relight_subjects

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from keras_rbdn.data import CANONICAL_LIGHTING
+from keras_rbdn.data import canonical_offset
 from keras_rbdn.data import lighting_angles
 from keras_rbdn.data import list_relight_pairs
 from keras_rbdn.data import list_relight_subjects
@@ -113,6 +114,62 @@ class RelightPairsTest:
     def test_missing_directory(self, tmp_path):
         with pytest.raises(ValueError, match="not a directory"):
             list_relight_subjects(str(tmp_path / "missing"))
+
+
+class AlignTargetsTest:
+    OFFSET = (2, -3)
+
+    @pytest.fixture
+    def shifted_yale(self, tmp_path):
+        """One subject whose inputs show `base` (two near-frontal lightings
+        at other brightnesses, one side lighting of noise) and whose
+        canonical image shows it moved: its pixel `(y + 2, x - 3)` is the
+        inputs' `(y, x)`."""
+        rng = np.random.default_rng(0)
+        base = rng.integers(40, 200, (40, 36)).astype("float64")
+        folder = tmp_path / "yaleB01"
+        folder.mkdir()
+        images = {
+            CANONICAL_LIGHTING: np.roll(base, self.OFFSET, axis=(0, 1)),
+            "P00A+010E+00": base * 0.8,
+            "P00A-005E+10": base * 1.2,
+            "P00A+120E+00": rng.integers(0, 256, (40, 36)),
+        }
+        for lighting, pixels in images.items():
+            pixels = np.clip(pixels, 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / f"yaleB01_{lighting}.png")
+        return str(tmp_path), base
+
+    def test_offset_of_the_canonical_image(self, shifted_yale):
+        directory, _ = shifted_yale
+        assert canonical_offset(directory, "yaleB01", max_shift=6) == (
+            self.OFFSET
+        )
+
+    def test_aligned_targets_show_the_inputs_face(self, shifted_yale):
+        directory, base = shifted_yale
+        _, stored = load_relight_arrays(directory)
+        inputs, aligned = load_relight_arrays(
+            directory, include_canonical=True, align_targets=True
+        )
+        # Away from the edge rows and columns the shift uncovers.
+        inner = (slice(0, -2), slice(3, None))
+        for target in aligned:
+            np.testing.assert_allclose(
+                target[..., 0][inner] * 255, base[inner], atol=0.01
+            )
+        assert not np.allclose(stored[0][..., 0][inner] * 255, base[inner])
+        # The identity pair maps the aligned canonical image to itself.
+        np.testing.assert_array_equal(inputs[0], aligned[0])
+        # The uncovered edge repeats the nearest pixel.
+        np.testing.assert_array_equal(
+            aligned[0][-2:], aligned[0][-3:-2].repeat(2, 0)
+        )
+
+    def test_no_near_frontal_input(self, fake_yale):
+        directory, _ = fake_yale
+        with pytest.raises(ValueError, match="no input lit within 15"):
+            canonical_offset(directory, "yaleB01")
 
 
 class RelightSplitTest:
@@ -244,6 +301,21 @@ class RealRelightDataTest:
         )
         assert inputs.shape == (2, 192, 168, 1)
         assert 0 <= inputs.min() and inputs.max() <= 1
+
+    def test_aligned_canonical_image_is_closer_to_near_frontal_inputs(self):
+        # yaleB13's canonical image is cropped 10 pixels off its inputs.
+        assert canonical_offset(REAL_DATA, "yaleB13") == (2, -10)
+        inputs, stored = load_relight_arrays(
+            REAL_DATA, subjects=["yaleB13"], within_degrees=15
+        )
+        _, aligned = load_relight_arrays(
+            REAL_DATA, ["yaleB13"], within_degrees=15, align_targets=True
+        )
+
+        def psnr(a, b):
+            return -10 * np.log10(np.mean((a - b) ** 2))
+
+        assert psnr(inputs, aligned) > psnr(inputs, stored) + 3
 
 
 def test_lighting_angles_from_file_names():
