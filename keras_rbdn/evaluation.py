@@ -310,36 +310,68 @@ def evaluate_colorizer(model, folder, limit=None, tile_size=1024, ensemble=1):
     }
 
 
-def evaluate_relighter(model, inputs, targets, ensemble=1):
-    """Mean PSNR and SSIM of relit faces against the canonical faces.
+def relight_faces(model, inputs, ensemble=1):
+    """The faces `model` relights, one array per input face.
 
     Args:
         model: An image model, or `None` for the identity baseline (the
             input face as it is).
         inputs: array `(pairs, height, width, 1)` in [0, 1].
-        targets: array of the same shape.
         ensemble: int. The self-ensemble size (`keras_rbdn.self_ensemble`;
             faces are upright, so only 1 and the mirror, 2, suit them).
             Defaults to `1`.
 
     Returns:
+        A list of `(height, width, 1)` arrays.
+    """
+    if model is None:
+        return list(inputs)
+    return [
+        inference.apply_model(model, face, ensemble=ensemble)
+        for face in inputs
+    ]
+
+
+def score_relit_faces(outputs, targets):
+    """Mean PSNR and SSIM of relit faces (`relight_faces`) against the
+    canonical faces `targets`, an array of the inputs' shape.
+
+    Returns:
         A dict with the means `psnr` and `ssim`, and `pair_psnr`: the PSNR
         of each pair, a float array.
     """
-    scores = []
-    for face, target in zip(inputs, targets, strict=True):
-        if model is None:
-            output = face
-        else:
-            output = inference.apply_model(model, face, ensemble=ensemble)
-        scores.append(_psnr_ssim(target, output))
-    scores = np.asarray(scores, dtype="float64")
+    scores = np.asarray(
+        [
+            _psnr_ssim(target, output)
+            for output, target in zip(outputs, targets, strict=True)
+        ],
+        dtype="float64",
+    )
     psnr, ssim = scores.mean(axis=0)
     return {
         "psnr": float(psnr),
         "ssim": float(ssim),
         "pair_psnr": scores[:, 0],
     }
+
+
+def evaluate_relighter(model, inputs, targets, ensemble=1):
+    """Mean PSNR and SSIM of relit faces against the canonical faces:
+    `score_relit_faces` of `relight_faces(model, inputs, ensemble)`.
+
+    Args:
+        model: An image model, or `None` for the identity baseline.
+        inputs: array `(pairs, height, width, 1)` in [0, 1].
+        targets: array of the same shape.
+        ensemble: int. See `relight_faces`. Defaults to `1`.
+
+    Returns:
+        A dict with the means `psnr` and `ssim`, and `pair_psnr`: the PSNR
+        of each pair, a float array.
+    """
+    return score_relit_faces(
+        relight_faces(model, inputs, ensemble=ensemble), targets
+    )
 
 
 def write_text(path, text, overwrite=True):

@@ -280,79 +280,95 @@ def relighting_section(args):
     _, held_out = keras_rbdn.data.split_relight_subjects(
         subjects, validation_subjects, seed=args.relight_seed
     )
-    return "\n".join(
-        relighting_tables(args, directory, held_out, kind)
-        for kind in args.relight_targets
-    )
-
-
-def relighting_tables(args, directory, held_out, kind):
-    """The relighting tables against the canonical images `kind`: as
-    `"stored"`, or `"aligned"` onto each subject's inputs."""
-    inputs, targets = keras_rbdn.data.load_relight_arrays(
-        directory, held_out, align_targets=kind == "aligned"
-    )
-    inputs, targets = inputs[: args.limit], targets[: args.limit]
-    # The same pairs in the same order as the arrays.
-    pairs = keras_rbdn.data.list_relight_pairs(directory, held_out)
-    pairs = pairs[: len(inputs)]
-    pair_subjects = np.array([subject for subject, _, _ in pairs])
-    frontal_paths = {
-        path
-        for _, path, _ in keras_rbdn.data.list_relight_pairs(
-            directory, held_out, within_degrees=NEAR_FRONTAL_DEGREES
+    # Each model relights the faces once (the inputs are the same for
+    # every kind of target); each kind of target scores them.
+    tables = []
+    for kind in args.relight_targets:
+        inputs, targets = keras_rbdn.data.load_relight_arrays(
+            directory, held_out, align_targets=kind == "aligned"
         )
-    }
-    near_frontal = np.array([path in frontal_paths for _, path, _ in pairs])
-    lines = [
-        f"## Relighting (held-out Yale B subjects, {kind} targets)\n",
-        f"{len(inputs)} pairs of subjects {', '.join(held_out)}, against "
-        f"{TARGET_KINDS[kind]}.\n",
-        "| method | PSNR dB | SSIM |",
-        "|---|---|---|",
-    ]
-    identity = evaluation.evaluate_relighter(None, inputs, targets)
-    per_subject = [
-        "",
-        "Per held-out subject, PSNR dB (gain over the input); near-frontal: "
-        f"the {near_frontal.sum()} inputs lit within "
-        f"{NEAR_FRONTAL_DEGREES} degrees of frontal, with how many come out "
-        "worse than they went in.\n",
-        "| method | " + " | ".join(held_out) + " | worst gain | "
-        "near-frontal gain | near-frontal made worse |",
-        "|---|" + "---|" * (len(held_out) + 3),
-    ]
-    for name, ensemble in [(None, 1), *model_runs(args.relight, args)]:
-        if name is None:
-            result, label = identity, "identity (input as it is)"
-        else:
-            result = evaluation.evaluate_relighter(
-                load_model(name), inputs, targets, ensemble=ensemble
+        inputs, targets = inputs[: args.limit], targets[: args.limit]
+        tables.append(
+            RelightingTables(directory, held_out, kind, inputs, targets)
+        )
+    for name, ensemble in model_runs(args.relight, args):
+        outputs = evaluation.relight_faces(
+            load_model(name), inputs, ensemble=ensemble
+        )
+        for table in tables:
+            table.add(f"{name}, ensemble {ensemble}", outputs)
+    return "\n".join(table.text() for table in tables)
+
+
+class RelightingTables:
+    """The relighting tables against the canonical images `kind`: as
+    `"stored"`, or `"aligned"` onto each subject's inputs, starting with
+    the identity baseline (the input face as it is)."""
+
+    def __init__(self, directory, held_out, kind, inputs, targets):
+        self.held_out, self.targets = held_out, targets
+        # The same pairs in the same order as the arrays.
+        pairs = keras_rbdn.data.list_relight_pairs(directory, held_out)
+        pairs = pairs[: len(targets)]
+        self.pair_subjects = np.array([subject for subject, _, _ in pairs])
+        frontal_paths = {
+            path
+            for _, path, _ in keras_rbdn.data.list_relight_pairs(
+                directory, held_out, within_degrees=NEAR_FRONTAL_DEGREES
             )
-            label = f"{name}, ensemble {ensemble}"
-        lines.append(
+        }
+        self.near_frontal = np.array(
+            [path in frontal_paths for _, path, _ in pairs]
+        )
+        self.lines = [
+            f"## Relighting (held-out Yale B subjects, {kind} targets)\n",
+            f"{len(targets)} pairs of subjects {', '.join(held_out)}, "
+            f"against {TARGET_KINDS[kind]}.\n",
+            "| method | PSNR dB | SSIM |",
+            "|---|---|---|",
+        ]
+        self.per_subject = [
+            "",
+            "Per held-out subject, PSNR dB (gain over the input); "
+            f"near-frontal: the {self.near_frontal.sum()} inputs lit within "
+            f"{NEAR_FRONTAL_DEGREES} degrees of frontal, with how many come "
+            "out worse than they went in.\n",
+            "| method | " + " | ".join(held_out) + " | worst gain | "
+            "near-frontal gain | near-frontal made worse |",
+            "|---|" + "---|" * (len(held_out) + 3),
+        ]
+        self.identity = evaluation.score_relit_faces(inputs, targets)
+        self.lines.append(
+            f"| identity (input as it is) | {self.identity['psnr']:.2f} | "
+            f"{self.identity['ssim']:.4f} |"
+        )
+        print(self.lines[-1])
+
+    def add(self, label, outputs):
+        """The rows of `outputs`, relit faces in the pairs' order."""
+        result = evaluation.score_relit_faces(outputs, self.targets)
+        self.lines.append(
             f"| {label} | {result['psnr']:.2f} | {result['ssim']:.4f} |"
         )
-        print(lines[-1])
-        if name is None:
-            continue
-        gain = result["pair_psnr"] - identity["pair_psnr"]
+        print(self.lines[-1])
+        gain = result["pair_psnr"] - self.identity["pair_psnr"]
         cells, gains = [], []
-        for subject in held_out:
-            own = pair_subjects == subject
+        for subject in self.held_out:
+            own = self.pair_subjects == subject
             gains.append(gain[own].mean())
             cells.append(
                 f"{result['pair_psnr'][own].mean():.2f} ({gains[-1]:+.2f})"
             )
-        frontal_gain = (
-            f"{gain[near_frontal].mean():+.2f}" if near_frontal.any() else "-"
-        )
-        per_subject.append(
+        near = self.near_frontal
+        frontal_gain = f"{gain[near].mean():+.2f}" if near.any() else "-"
+        self.per_subject.append(
             f"| {label} | " + " | ".join(cells) + f" | {min(gains):+.2f} | "
-            f"{frontal_gain} | {int((gain[near_frontal] < 0).sum())} |"
+            f"{frontal_gain} | {int((gain[near] < 0).sum())} |"
         )
-        print(per_subject[-1])
-    return "\n".join(lines + per_subject) + "\n"
+        print(self.per_subject[-1])
+
+    def text(self):
+        return "\n".join(self.lines + self.per_subject) + "\n"
 
 
 def model_runs(names, args):
