@@ -17,10 +17,11 @@ has the details per format). `denoise` runs the RGB
 denoiser `denoise_color` on RGB images where the install ships it, and on
 8-bit files the variant trained on 8-bit noise (`denoise_8bit`,
 `denoise_color_8bit`; `keras_rbdn.presets.for_bit_depth`); a gray
-model denoises an RGB image in the opponent color space (`--color-space`),
-and the model is
-averaged over 4 flips and rotations of each image unless `--ensemble`
-says otherwise. On a terminal, a progress bar on stderr shows the time
+model denoises an RGB image in the opponent color space (`--color-space`).
+Unless `--ensemble` says otherwise, `denoise` averages the model over 4
+rotations of each image, and `relight` and `colorize` over the image and
+its mirror (faces and scenes are upright: they take only 1 or 2). On a
+terminal, a progress bar on stderr shows the time
 left (`--quiet`: none). Outputs are written
 atomically and never replace an existing file without `--overwrite`; the
 input is never modified. Errors are one line on stderr and a non-zero exit
